@@ -1,0 +1,98 @@
+"""How many ordinary scikit-learn models convert and agree, and why the rest are refused.
+
+Fits every case of tests/sklearn_zoo.py on real bundled datasets, saves it with joblib, runs
+``compat.convert`` checked on the held-out rows (and on synthesized rows), and prints one line per model.
+
+    .venv/bin/python benchmarks/sklearn_coverage.py [--json out.json] [FILTER]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+
+def holdout_file(x_te, loaded, folder: Path) -> Path:
+    import numpy as np
+    import pandas as pd
+
+    spec = loaded.signature.inputs
+    if hasattr(x_te, "columns"):
+        path = folder / "holdout.csv"
+        x_te.to_csv(path, index=False)
+        return path
+    if spec[0].dtype == "string":
+        path = folder / "holdout.csv"
+        pd.DataFrame({"text": list(x_te)}).to_csv(path, index=False)
+        return path
+    path = folder / "holdout.npz"
+    np.savez(path, **{spec[0].name: np.asarray(x_te)})
+    return path
+
+
+def run_case(case, folder: Path) -> dict:
+    import joblib
+
+    import compat
+    import convert
+    import sklearn_zoo
+
+    model, x_te, _ = sklearn_zoo.fit(case)
+    path = folder / f"{case.name.replace('/', '_')}.joblib"
+    joblib.dump(model, path)
+    row = {"model": case.name}
+    t0 = time.perf_counter()
+    try:
+        loaded = convert.load(path)
+        hold = holdout_file(x_te, loaded, folder)
+        result = compat.convert(loaded, folder / "out.onnx", inputs=hold)
+        row["outcome"] = "agrees" if result.passed else "refused: disagrees (exit 1)"
+        row["remedy"] = result.report.conversion.get("remedy") or "none"
+        row["mismatched"] = sum(o.mismatched for o in result.report.outputs)
+        row["tried"] = [a.to_dict() for a in result.attempts]
+        if result.passed:
+            synth = compat.check(loaded, result.output)
+            row["synthesized"] = synth.verdict
+    except convert.ModelportError as exc:
+        row["outcome"] = f"refused: exit {exc.exit_code}"
+        row["reason"] = exc.message
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    return row
+
+
+def main(argv=None) -> int:
+    import sklearn_zoo
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("filter", nargs="?", default="")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in sklearn_zoo.cases():
+            if args.filter.lower() not in case.name.lower():
+                continue
+            row = run_case(case, Path(tmp))
+            rows.append(row)
+            extra = row.get("reason") or f"remedy {row.get('remedy')}, synthesized: {row.get('synthesized', '-')}"
+            print(f"{row['model']:<42} {row['outcome']:<28} {row['seconds']:>6.2f}s  {extra}", flush=True)
+    counts = Counter(r["outcome"].split(":")[0] for r in rows)
+    print(f"\n{len(rows)} models: {counts.get('agrees', 0)} convert and agree, {counts.get('refused', 0)} refused")
+    for outcome, n in Counter(r["outcome"] for r in rows).most_common():
+        print(f"  {n:>3}  {outcome}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""How ``modelport inspect`` shows an Artifact in a terminal."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from convert.artifact import Artifact
+
+_INSTALLED = {"sklearn": "scikit-learn", "torch": "torch", "keras": "keras", "tensorflow": "tensorflow-cpu"}
+_STYLE = {"safe": "green", "suspicious": "yellow", "unsafe": "bold red", "unknown": "magenta"}
+MAX_GLOBALS = 12
+
+
+def installed_version(key: str) -> str | None:
+    dist = _INSTALLED.get(key)
+    for name in (dist, "tensorflow") if key == "tensorflow" else (dist,):
+        if not name:
+            continue
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def render_artifact(a: Artifact, console) -> None:
+    from rich.markup import escape
+
+    console.print(f"[bold]{escape(str(a.path))}[/]")
+    fmt = a.format + (f" ({a.compression}-compressed)" if a.compression else "")
+    rows = [("format", fmt), ("framework", a.framework or "unknown")]
+    for key, version in a.saved_with.items():
+        now = installed_version(key)
+        drift = ""
+        if now and version and now != version:
+            drift = f"  [yellow](installed: {now})[/]"
+        elif now:
+            drift = "  [dim](installed: same)[/]"
+        rows.append((f"saved with {key}", f"{escape(str(version))}{drift}"))
+    rows.append(("size", f"{_size(a.size)}   sha256 {a.sha256[:16]}…"))
+    style = _STYLE.get(a.safety, "white")
+    flagged = [g for g in a.globals if g.verdict != "safe"]
+    summary = f"{len(a.globals)} global(s), " + (f"{len(flagged)} not allowlisted" if flagged else "all allowlisted") \
+        if a.globals else "no code references"
+    rows.append(("safety", f"[{style}]{a.safety}[/] — {summary}"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        console.print(f"  {key:<{width}}  {value}")
+    shown = sorted(a.globals, key=lambda g: ({"unsafe": 0, "suspicious": 1}.get(g.verdict, 2), g.qualname))
+    for g in shown[:MAX_GLOBALS]:
+        gs = _STYLE.get(g.verdict, "white")
+        console.print(f"    [{gs}]{g.verdict:<10}[/] {escape(g.qualname)}" + (f"  [dim]{escape(g.where)}[/]" if g.where else ""))
+    if len(shown) > MAX_GLOBALS:
+        console.print(f"    … {len(shown) - MAX_GLOBALS} more (--json lists all)")
+    for f in a.findings:
+        fs = _STYLE.get(f.severity, "dim")
+        console.print(f"    [{fs}]{f.severity:<10}[/] {escape(f.what)}" + (f"  [dim]{escape(f.where)}[/]" if f.where else ""))
+    details = {k: v for k, v in a.details.items() if isinstance(v, (str, int, float)) and k != "corrupt"}
+    if a.details.get("corrupt"):
+        console.print(f"  [magenta]corrupt[/]  {escape(str(a.details['corrupt']))}")
+    if details:
+        console.print("  [dim]" + escape(", ".join(f"{k}={v}" for k, v in list(details.items())[:8])) + "[/]")

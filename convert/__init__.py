@@ -1,0 +1,64 @@
+"""modelport.convert: what a model file is, and how it becomes ONNX.
+
+    import convert
+    art = convert.inspect("model.joblib")        # static: never runs the file's code
+    loaded = convert.load(art)                   # through the safety gate
+    converted = convert.to_onnx(loaded)          # an onnx.ModelProto in converted.model
+    convert.save(converted.model, "model.onnx")  # atomic write
+
+Checking that the ONNX model computes what the original does is ``compat.check``; ``compat.convert``
+does all of the above plus the check and its precision remedies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import adapters
+from .adapters.base import Converted, Hints, Loaded
+from .artifact import Artifact, Finding, GlobalRef, PickleScan
+from .errors import (BadInputError, EnvironmentProblem, ModelportError, UnsafeArtifactError,
+                     UnsupportedModelError)
+from .onnxfile import save
+from .spec import Domain, OutputSpec, Signature, TensorSpec, parse_dims
+
+__version__ = "0.1.0"
+
+
+def inspect(path: str | Path) -> Artifact:
+    """Format, framework, writer versions and pickle safety of ``path``, read from its bytes."""
+    from .artifact import inspect as _inspect
+
+    return _inspect(Path(path))
+
+
+# formats whose loading unpickles: refused before any adapter is chosen unless the scan says safe or trust
+PICKLE_FORMATS = ("pickle", "joblib", "torch-zip", "torch-legacy")
+
+
+def load(source: str | Path | Artifact, hints: Hints | None = None, **hint_fields) -> Loaded:
+    """Load a native model through its adapter. ``hint_fields`` are ``Hints`` fields (``trust=True``, ...)."""
+    from .safeload import check_gate
+
+    artifact = source if isinstance(source, Artifact) else inspect(source)
+    hints = hints or Hints(**hint_fields)
+    if artifact.format in PICKLE_FORMATS:
+        check_gate(artifact, hints.trust)
+    return adapters.for_artifact(artifact).load(artifact, hints)
+
+
+def to_onnx(loaded: Loaded, opset: int | None = None, remedy: str | None = None) -> Converted:
+    """Convert a loaded model; ``remedy`` picks one of ``remedies(loaded)`` (None: the plain conversion)."""
+    return adapters.get(loaded.adapter).to_onnx(loaded, opset=opset, remedy=remedy)
+
+
+def remedies(loaded: Loaded) -> tuple[str | None, ...]:
+    """The conversions to try, in order, when the plain one disagrees with the native model."""
+    return tuple(adapters.get(loaded.adapter).remedies(loaded))
+
+
+__all__ = [
+    "Artifact", "BadInputError", "Converted", "Domain", "EnvironmentProblem", "Finding", "GlobalRef", "Hints",
+    "Loaded", "ModelportError", "OutputSpec", "PickleScan", "Signature", "TensorSpec", "UnsafeArtifactError",
+    "UnsupportedModelError", "inspect", "load", "parse_dims", "remedies", "save", "to_onnx",
+]

@@ -1,0 +1,94 @@
+"""What every adapter gives back, and the verbs it implements."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+from ..artifact import Artifact
+from ..spec import Signature, TensorSpec
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What the user told us about a model that its file does not say. Adapters ignore what they
+    do not need."""
+
+    trust: bool = False  # run the file's own code (unpickle non-allowlisted globals)
+    inputs: tuple[TensorSpec, ...] = ()  # --input specs, overriding what the adapter infers
+    model_class: str | None = None  # torch: "pkg.module:Class" or "path/file.py:Class"
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    state_key: str | None = None  # torch: where the state dict sits in a checkpoint
+    signature_name: str | None = None  # tensorflow: SavedModel signature
+    exporter: str | None = None  # torch: "dynamo" | "torchscript"
+
+
+@dataclass
+class Loaded:
+    """A native model ready to run. ``run`` returns outputs named exactly as the ONNX graph names them."""
+
+    artifact: Artifact
+    model: Any
+    signature: Signature
+    runner: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+    adapter: str
+    notes: list[str] = field(default_factory=list)  # what loading did on the user's behalf
+    facts: dict = field(default_factory=dict)  # adapter-specific (estimator name, classes, ...)
+    seconds: float = 0.0
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runner(feeds)
+
+
+@dataclass
+class Converted:
+    """An ONNX model and how it was made. ``remedy`` names the precision remedy in use (None: plain)."""
+
+    model: Any  # onnx.ModelProto
+    remedy: str | None = None
+    notes: list[str] = field(default_factory=list)
+    steps: dict[str, float] = field(default_factory=dict)  # step name -> seconds
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.steps.values())
+
+
+class Adapter(Protocol):
+    """One per framework, registered by format in ``convert.adapters``."""
+
+    name: str
+    formats: tuple[str, ...]
+
+    def can_load(self, artifact: Artifact) -> bool: ...
+
+    def load(self, artifact: Artifact, hints: Hints) -> Loaded: ...
+
+    def to_onnx(self, loaded: Loaded, opset: int | None = None, remedy: str | None = None) -> Converted: ...
+
+    def remedies(self, loaded: Loaded) -> tuple[str | None, ...]:
+        """The conversions to try in order when a check fails; the first is the plain one (None)."""
+
+
+class Stopwatch:
+    """Times named steps into a dict: ``with watch("export"): ...``."""
+
+    def __init__(self, steps: dict[str, float] | None = None):
+        self.steps = steps if steps is not None else {}
+
+    def __call__(self, name: str):
+        return _Step(self.steps, name)
+
+
+class _Step:
+    def __init__(self, steps, name):
+        self.steps, self.name = steps, name
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.steps[self.name] = self.steps.get(self.name, 0.0) + time.perf_counter() - self.t0

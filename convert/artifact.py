@@ -1,0 +1,265 @@
+"""What a file on disk is, read from its bytes without running any of its code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SAFETY_ORDER = ("safe", "unknown", "suspicious", "unsafe")  # worst last
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something a static pass noticed. ``severity``: ``unsafe`` | ``suspicious`` | ``unknown`` | ``info``."""
+
+    what: str
+    severity: str
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class GlobalRef:
+    """A global a pickle would import (``module.name``) and what the allowlist says about it."""
+
+    module: str
+    name: str
+    verdict: str  # "safe" | "suspicious" | "unsafe"
+    where: str = ""  # first place seen, e.g. "stream 1 @ byte 312" or "archive/data.pkl @ byte 40"
+    count: int = 1
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass(frozen=True)
+class PickleScan:
+    """Result of a static scan of every pickle stream in one file.
+
+    ``verdict`` is fail-closed: a stream that cannot be parsed makes it ``unknown``, never ``safe``."""
+
+    verdict: str  # "safe" | "suspicious" | "unsafe" | "unknown"
+    globals: tuple[GlobalRef, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    streams: int = 0
+    # facts read on the way: e.g. {"sklearn_version": "1.5.2", "protocol": 4, "joblib_arrays": 3}
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Artifact:
+    """A model file (or SavedModel directory) as seen from the outside.
+
+    ``format`` names the container (``pickle``, ``joblib``, ``torch-zip``, ``torch-legacy``, ``torchscript``,
+    ``torch-export``, ``savedmodel``, ``keras``, ``keras-h5``, ``hdf5``, ``onnx``, ``skops``, ``safetensors``,
+    ``npy``, ``npz``, ``zip``); ``framework`` the library that wrote it, when the bytes say
+    (``sklearn``, ``torch``, ``tensorflow``, ``keras``, ``onnx``, ...).
+    """
+
+    path: Path
+    format: str
+    framework: str | None
+    size: int
+    sha256: str
+    saved_with: dict = field(default_factory=dict)  # e.g. {"sklearn": "1.5.2"} or {"sklearn": "before 0.18"}
+    compression: str | None = None  # joblib: "zlib" | "gzip" | "bz2" | "lzma" | "xz" | "lz4"
+    safety: str = "unknown"  # "safe" | "suspicious" | "unsafe" | "unknown"
+    findings: tuple[Finding, ...] = ()
+    globals: tuple[GlobalRef, ...] = ()
+    details: dict = field(default_factory=dict)  # format-specific facts (protocol, members, opsets, ...)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "framework": self.framework,
+            "size": self.size,
+            "sha256": self.sha256,
+            "saved_with": dict(self.saved_with),
+            "compression": self.compression,
+            "safety": self.safety,
+            "findings": [vars(f) | {} for f in self.findings],
+            "globals": [
+                {"module": g.module, "name": g.name, "verdict": g.verdict, "where": g.where, "count": g.count}
+                for g in self.globals
+            ],
+            "details": _jsonable(self.details),
+        }
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def worst(verdicts) -> str:
+    """The worst of several safety verdicts (``safe`` < ``unknown`` < ``suspicious`` < ``unsafe``)."""
+    verdicts = list(verdicts)
+    if not verdicts:
+        return "safe"
+    return max(verdicts, key=SAFETY_ORDER.index)
+
+
+# ---------------------------------------------------------------------------------------------- inspect
+
+PICKLE_FORMATS = frozenset(("pickle", "joblib", "torch-zip", "torch-legacy", "torchscript", "torch-export", "npy",
+                            "npz", "zip", "skops", "keras"))
+
+# top-level module of the globals -> framework, most specific first (a sklearn Pipeline holding numpy arrays
+# is sklearn; a dict of arrays is numpy)
+_FRAMEWORK_BY_MODULE = (("sklearn", "sklearn"), ("torch", "torch"), ("xgboost", "xgboost"), ("lightgbm", "lightgbm"),
+                        ("catboost", "catboost"), ("keras", "keras"), ("tensorflow", "tensorflow"),
+                        ("statsmodels", "statsmodels"), ("pandas", "pandas"), ("scipy", "scipy"), ("numpy", "numpy"))
+
+# types skops writes for plain containers and scalars (its own loader trusts them)
+_SKOPS_NATIVE = frozenset(("builtins:" + t) for t in ("dict", "list", "tuple", "str", "int", "float", "bool", "bytes",
+                                                       "bytearray", "set", "frozenset", "complex", "NoneType", "slice",
+                                                       "type"))
+
+
+def inspect(path) -> Artifact:
+    """Everything modelport can tell about a model file or SavedModel folder without running any of its
+    code: format, framework, the versions it was saved with, sha256, size, and the static pickle scan."""
+    from .detect import detect
+    from .pickles import scan_file
+
+    path = Path(path)
+    detection = detect(path)
+    size, digest = _digest(path)
+    details = dict(detection.details)
+    findings = list(_format_findings(detection))
+    globals_: tuple = ()
+    fmt = detection.format
+    scan = scan_file(path, detection) if fmt in PICKLE_FORMATS else None
+    verdicts = [f.severity for f in findings if f.severity != "info"]
+    if scan is not None:
+        if fmt == "pickle" and scan.metadata.get("joblib_arrays"):
+            fmt = "joblib"  # joblib array blocks past the first megabyte that detect() looked at
+        globals_ = scan.globals
+        findings.extend(scan.findings)
+        verdicts.append(scan.verdict)
+        details["pickle_scan"] = dict(scan.metadata, streams=scan.streams)
+        if scan.metadata.get("corrupt"):
+            details["corrupt"] = scan.metadata["corrupt"]
+    if fmt == "skops":
+        skops_refs = _skops_globals(details.get("types", ()))
+        globals_ = tuple(sorted(set(globals_) | set(skops_refs), key=lambda g: (g.module, g.name)))
+        for g in skops_refs:
+            if g.verdict != "safe":
+                findings.append(Finding(f"skops file holds type {g.qualname}: not on the allowlist", g.verdict,
+                                        "schema.json"))
+        verdicts.extend(g.verdict for g in skops_refs)
+    if details.get("corrupt") and not any(f.severity == "unknown" for f in findings):
+        findings.append(Finding(f"corrupt or truncated: {details['corrupt']}", "unknown"))
+        verdicts.append("unknown")
+    return Artifact(
+        path=path,
+        format=fmt,
+        framework=detection.framework or _framework_from(globals_),
+        size=size,
+        sha256=digest,
+        saved_with=_saved_with(fmt, details, scan),
+        compression=detection.compression,
+        safety=worst(verdicts),
+        findings=tuple(findings),
+        globals=globals_,
+        details=details,
+    )
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    """(size, sha256) streamed; a folder hashes its files' relative paths and contents in sorted order."""
+    import hashlib
+
+    def file_hash(p: Path, h) -> int:
+        total = 0
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+                total += len(chunk)
+        return total
+
+    h = hashlib.sha256()
+    if path.is_file():
+        return file_hash(path, h), h.hexdigest()
+    total = 0
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        inner = hashlib.sha256()
+        total += file_hash(p, inner)
+        h.update(f"{p.relative_to(path).as_posix()}\0{inner.hexdigest()}\n".encode())
+    return total, h.hexdigest()
+
+
+def _format_findings(detection):
+    """Findings the format itself carries (outside any pickle): code in Keras configs, archive paths."""
+    d = detection.details
+    for name in d.get("lambda_layers", ()):
+        yield Finding(f"Keras Lambda layer {name!r} holds Python bytecode (keras runs it when loaded with "
+                      "safe_mode=False)", "unsafe", "model config")
+    for name in d.get("custom_objects", ()):
+        yield Finding(f"needs custom object {name} (code that is not in the file)", "info", "model config")
+    for name in d.get("risky_members", ()):
+        yield Finding(f"archive member path escapes the archive: {name!r}", "suspicious", "zip directory")
+    if detection.format == "savedmodel" and not d.get("variables"):
+        yield Finding("SavedModel has no variables/variables.index (weights missing?)", "info", "variables/")
+    if d.get("graph_error"):
+        yield Finding(d["graph_error"], "unknown", "saved_model.pb")
+
+
+def _skops_globals(types) -> list:
+    from .pickles import classify_global
+
+    refs = []
+    for entry in types:
+        module, _, name = entry.partition(":")
+        verdict = "safe" if entry in _SKOPS_NATIVE else classify_global(module, name)
+        refs.append(GlobalRef(module, name, verdict, "schema.json"))
+    return refs
+
+
+def _framework_from(globals_) -> str | None:
+    tops = {g.module.split(".", 1)[0] for g in globals_}
+    for top, framework in _FRAMEWORK_BY_MODULE:
+        if top in tops:
+            return framework
+    return None
+
+
+def _onnx_versions(d: dict) -> dict:
+    producer = f"{d.get('producer_name', '')} {d.get('producer_version', '')}".strip()
+    return {"onnx_ir": d.get("ir_version"), "onnx_opset": d.get("opsets", {}).get("ai.onnx"), "producer": producer}
+
+
+# format -> versions its details record, beyond the ones any format may carry
+_VERSIONS_BY_FORMAT = {
+    "torch-zip": lambda d: {"torch_archive_version": d.get("version")},
+    "torchscript": lambda d: {"torch_archive_version": d.get("version")},
+    "torch-export": lambda d: {"torch": d.get("torch_version"), "torch_archive_version": d.get("torch_archive_version"),
+                               "torch_export_schema": d.get("schema_version")},
+    "onnx": _onnx_versions,
+}
+
+
+def _saved_with(fmt: str, details: dict, scan) -> dict:
+    """Library versions the bytes record. Keys: sklearn, skops, numpy, torch, torch_archive_version,
+    torch_legacy_protocol, torch_export_schema, keras, tensorflow, onnx_ir, onnx_opset, producer."""
+    meta = scan.metadata if scan is not None else {}
+    found = {
+        "sklearn": meta.get("sklearn_version") or details.get("sklearn_version"),
+        "numpy": meta.get("numpy"),
+        "skops": details.get("skops_version"),
+        "torch_legacy_protocol": meta.get("torch_legacy_protocol") or details.get("torch_legacy_protocol"),
+        "keras": details.get("keras_version"),
+        "tensorflow": details.get("tensorflow_version"),
+    }
+    found.update(_VERSIONS_BY_FORMAT.get(fmt, lambda d: {})(details))
+    return {k: v for k, v in found.items() if v not in (None, "")}

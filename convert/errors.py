@@ -1,0 +1,50 @@
+"""One family of errors. Each carries a one-line message naming the file and a hint;
+the CLI maps the class to an exit code (see ``exit_code``). Tracebacks are for bugs only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ModelportError(Exception):
+    """Base of every error a user can cause. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | Path | None = None, hint: str | None = None):
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.hint = hint
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        head = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{head} ({self.hint})" if self.hint else head
+
+
+class BadInputError(ModelportError):
+    """The file, directory or data given cannot be used as it is (exit 2)."""
+
+    exit_code = 2
+
+
+class UnsafeArtifactError(ModelportError):
+    """Loading would run code the static scan does not trust (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, path=None, hint=None, findings=()):
+        self.findings = tuple(findings)
+        super().__init__(message, path=path, hint=hint)
+
+
+class UnsupportedModelError(ModelportError):
+    """No adapter or converter handles this model, or part of it (exit 3)."""
+
+    exit_code = 3
+
+
+class EnvironmentProblem(ModelportError):
+    """A needed library is missing or cannot be imported with what is installed (exit 3)."""
+
+    exit_code = 3

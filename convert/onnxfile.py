@@ -1,0 +1,95 @@
+"""ONNX graphs in and out: tidy what exporters emit, check it, write it atomically."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from .errors import BadInputError
+
+
+def finalize(model):
+    """Make an exported graph loadable by the onnxruntime we pair with: one import per opset domain
+    (converters sometimes list one twice), the lowest IR version those opsets need (a newer onnx writes
+    an IR version an older onnxruntime refuses), then ``onnx.checker``."""
+    import onnx
+    from onnx import helper
+
+    best: dict[str, int] = {}
+    for imp in model.opset_import:
+        best[imp.domain] = max(best.get(imp.domain, 0), imp.version)
+    del model.opset_import[:]
+    for domain, version in sorted(best.items()):
+        model.opset_import.append(helper.make_opsetid(domain, version))
+    try:
+        needed = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    except TypeError:  # older onnx without ignore_unknown
+        needed = helper.find_min_ir_version_for(list(model.opset_import))
+    model.ir_version = max(needed, 7)
+    if re.fullmatch(r"[0-9a-f]{32}", model.graph.name or ""):
+        model.graph.name = "modelport"  # converters name graphs with a random uuid: keep outputs reproducible
+    onnx.checker.check_model(model)
+    return model
+
+
+def opset_of(model, domain: str = "") -> int | None:
+    for imp in model.opset_import:
+        if imp.domain in ((domain,) if domain else ("", "ai.onnx")):
+            return imp.version
+    return None
+
+
+def save(model, path: str | Path) -> Path:
+    """Write ``model`` to ``path`` through a temporary file in the same directory and an atomic rename,
+    so a crash never leaves half a model behind."""
+    path = Path(path)
+    data = model.SerializeToString()
+    write_atomic(path, data)
+    return path
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise BadInputError("output directory does not exist", path=directory, hint="create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def load(path: str | Path):
+    """Read an ONNX file, or raise a one-line BadInputError saying why it is not one."""
+    import onnx
+
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError("no such file", path=path)
+    if path.is_dir():
+        raise BadInputError("is a directory, not an ONNX file", path=path)
+    if path.stat().st_size == 0:
+        raise BadInputError("empty file, not an ONNX model", path=path)
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise BadInputError(
+            f"not a readable ONNX model ({type(exc).__name__})", path=path, hint="was it written completely?"
+        ) from None
+    if not model.graph.node and not model.graph.output:
+        raise BadInputError("not an ONNX model (no graph)", path=path)
+    return model

@@ -1,0 +1,144 @@
+"""What a model takes and gives: tensors with named, possibly symbolic dimensions.
+
+A ``Domain`` describes what values one input column plausibly holds, as far as the fitted
+model tells us (a scaler's mean, an encoder's categories, a tree's split points). Adapters fill
+it in; ``compat.inputs`` turns it into realistic rows without knowing any framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+Dim = int | str | None  # int: fixed; str: symbolic ("batch"); None: unknown
+
+# dtype names used across modelport, as ONNX spells them
+DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool", "string")
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype modelport uses to hold values of an ONNX-named dtype."""
+    return np.dtype(object) if name == "string" else np.dtype(name)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Plausible values of one input column. Every field is optional."""
+
+    low: float | None = None
+    high: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    integer: bool = False
+    categories: tuple | None = None  # the only values seen in training
+    unknown_allowed: bool = False  # the model accepts values outside ``categories``
+    thresholds: tuple[float, ...] = ()  # decision boundaries worth hitting exactly
+    vocabulary: tuple[str, ...] | None = None  # text inputs: words the model knows
+    missing_allowed: bool = False  # NaN / None are valid inputs
+    lowercase: bool = False  # text: the model lowercases, so case variants are fair inputs
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[Dim, ...]
+    # One Domain per column of the last axis (tabular inputs), or a single Domain for all values.
+    domains: tuple[Domain, ...] = ()
+    column_names: tuple[str, ...] | None = None  # the names of the last axis' columns, if known
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def describe(self) -> str:
+        dims = "x".join(str(d) if d is not None else "?" for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output. ``kind`` tells the comparator how to judge it:
+    ``label`` (exact, but ties in ``scores_from`` are excused), ``scores`` / ``value`` (tolerance)."""
+
+    name: str
+    kind: str = "value"  # "label" | "probabilities" | "scores" | "value"
+    scores_from: str | None = None  # for labels: the output holding the class scores
+    classes: tuple | None = None  # for labels: the label of each column of ``scores_from``
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[OutputSpec, ...] = field(default_factory=tuple)
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def output(self, name: str) -> OutputSpec:
+        for spec in self.outputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.outputs)
+
+    def describe(self) -> str:
+        return ", ".join(s.describe() for s in self.inputs) + " -> " + ", ".join(self.output_names)
+
+
+def parse_dims(text: str, sep: str = "x") -> tuple[Dim, ...]:
+    """``"batchx3x32"`` -> ``("batch", 3, 32)``; a non-numeric dim is symbolic."""
+    dims: list[Dim] = []
+    for part in text.split(sep):
+        part = part.strip()
+        if not part:
+            raise ValueError(f"empty dimension in {text!r}")
+        dims.append(int(part) if part.isdigit() else part)
+    return tuple(dims)
+
+
+def with_shape(spec: TensorSpec, shape: Sequence[Dim]) -> TensorSpec:
+    return TensorSpec(spec.name, spec.dtype, tuple(shape), spec.domains, spec.column_names)
+
+
+_DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64", "int": "int32",
+                  "str": "string", "f32": "float32", "f64": "float64", "i64": "int64", "i32": "int32"}
+
+
+def parse_input_spec(text: str, index: int = 0) -> TensorSpec:
+    """``[name=]DIMS[:DTYPE]`` -> TensorSpec, e.g. ``tokens=batchx16:int64`` or ``batchx3x32x32``.
+    Without a name the spec is called ``input_<index>``: adapters may rename such specs."""
+    from .errors import BadInputError
+
+    raw = text
+    name = f"input_{index}"  # adapters may rename unnamed inputs (e.g. after forward()'s parameters)
+    if "=" in text:
+        name, text = text.split("=", 1)
+        name = name.strip()
+    dtype = "float32"
+    if ":" in text:
+        text, dtype = text.rsplit(":", 1)
+        dtype = _DTYPE_ALIASES.get(dtype.strip().lower(), dtype.strip().lower())
+    if not name or dtype not in DTYPES:
+        raise BadInputError(f"bad --input {raw!r}", hint=f"use [name=]DIMS[:DTYPE], dtype one of {', '.join(DTYPES)}")
+    try:
+        dims = parse_dims(text)
+    except ValueError as exc:
+        raise BadInputError(f"bad --input {raw!r}: {exc}", hint="e.g. X=batchx20 or tokens=batchx16:int64") from None
+    return TensorSpec(name, dtype, dims)

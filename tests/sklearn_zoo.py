@@ -1,0 +1,208 @@
+"""A zoo of ordinary fitted scikit-learn models on the real datasets bundled with scikit-learn, each with
+held-out rows it never saw. Shared by the coverage test and benchmarks/sklearn_coverage.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    name: str
+    data: str  # "binary" | "multiclass" | "regression" | "mixed" | "text" | "counts"
+    make: Callable[[], object]
+
+
+def _datasets():
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+    from sklearn.model_selection import train_test_split
+
+    out = {}
+    bc = load_breast_cancer()
+    out["binary"] = train_test_split(bc.data, bc.target, test_size=0.3, random_state=0)
+    wine = load_wine()
+    out["multiclass"] = train_test_split(wine.data, wine.target, test_size=0.3, random_state=0)
+    dia = load_diabetes()
+    out["regression"] = train_test_split(dia.data, dia.target, test_size=0.3, random_state=0)
+    counts = np.round(np.abs(wine.data) * 3).astype(np.float64)
+    out["counts"] = train_test_split(counts, wine.target, test_size=0.3, random_state=0)
+    rng = np.random.default_rng(3)
+    n = 500
+    frame = pd.DataFrame({
+        "age": rng.integers(18, 80, n).astype(float),
+        "income": np.round(rng.lognormal(10, 0.6, n), 2),
+        "city": rng.choice(["Paris", "Zürich", "Oslo", "Kraków", "Lisboa"], n),
+        "plan": rng.choice(["basic", "plus", "pro"], n),
+    })
+    target = ((frame.age > 40) ^ (frame.plan == "pro") | (frame.city == "Oslo")).astype(int).to_numpy()
+    out["mixed"] = train_test_split(frame, target, test_size=0.3, random_state=0)
+    words = {"sport": "match équipe goal stade joueur tennis course victoire saison".split(),
+             "food": "café crème recette fromage dîner chef soupe épices marché".split(),
+             "tech": "logiciel réseau données serveur python modèle calcul mémoire cloud".split()}
+    docs, labels = [], []
+    for i in range(400):
+        topic = list(words)[i % 3]
+        pick = rng.choice(words[topic], rng.integers(3, 9))
+        docs.append(" ".join(pick).capitalize())
+        labels.append(topic)
+    out["text"] = train_test_split(np.array(docs, dtype=object), np.array(labels, dtype=object), test_size=0.3,
+                                   random_state=0)
+    return out
+
+
+_DATA = None
+
+
+def datasets():
+    global _DATA
+    if _DATA is None:
+        _DATA = _datasets()
+    return _DATA
+
+
+def _mixed_prep():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return ColumnTransformer([("num", StandardScaler(), ["age", "income"]),
+                              ("cat", OneHotEncoder(handle_unknown="ignore"), ["city", "plan"])])
+
+
+def cases() -> list[Case]:
+    from sklearn import (calibration, cluster, compose, cross_decomposition, discriminant_analysis, ensemble,
+                         feature_selection, gaussian_process, impute, kernel_ridge, linear_model, mixture,
+                         multiclass, naive_bayes, neighbors, neural_network, pipeline, preprocessing, svm, tree)
+    from sklearn import decomposition
+    from sklearn.feature_extraction import text as fe_text
+
+    P = pipeline.make_pipeline
+    S = preprocessing.StandardScaler
+    c = []
+    add = lambda name, data, make: c.append(Case(name, data, make))  # noqa: E731
+    # classifiers (binary and multiclass)
+    for data in ("binary", "multiclass"):
+        add(f"LogisticRegression/{data}", data, lambda: P(S(), linear_model.LogisticRegression(max_iter=500)))
+        add(f"SGDClassifier-hinge/{data}", data, lambda: P(S(), linear_model.SGDClassifier(random_state=0)))
+        add(f"RandomForestClassifier/{data}", data, lambda: ensemble.RandomForestClassifier(30, random_state=0))
+        add(f"GradientBoostingClassifier/{data}", data,
+            lambda: ensemble.GradientBoostingClassifier(n_estimators=30, random_state=0))
+        add(f"HistGradientBoostingClassifier/{data}", data,
+            lambda: ensemble.HistGradientBoostingClassifier(max_iter=30, random_state=0))
+        add(f"SVC/{data}", data, lambda: P(S(), svm.SVC()))
+        add(f"MLPClassifier/{data}", data, lambda: P(S(), neural_network.MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0)))
+    add("SGDClassifier-log/binary", "binary", lambda: P(S(), linear_model.SGDClassifier(loss="log_loss", random_state=0)))
+    add("RidgeClassifier", "multiclass", lambda: P(S(), linear_model.RidgeClassifier()))
+    add("Perceptron", "binary", lambda: P(S(), linear_model.Perceptron(random_state=0)))
+    add("LinearSVC", "multiclass", lambda: P(S(), svm.LinearSVC()))
+    add("SVC-proba", "binary", lambda: P(S(), svm.SVC(probability=True, random_state=0)))
+    add("NuSVC", "multiclass", lambda: P(S(), svm.NuSVC()))
+    add("KNeighborsClassifier", "multiclass", lambda: P(S(), neighbors.KNeighborsClassifier()))
+    add("GaussianNB", "multiclass", lambda: naive_bayes.GaussianNB())
+    add("BernoulliNB", "binary", lambda: P(S(), naive_bayes.BernoulliNB()))
+    add("MultinomialNB", "counts", lambda: naive_bayes.MultinomialNB())
+    add("ComplementNB", "counts", lambda: naive_bayes.ComplementNB())
+    add("DecisionTreeClassifier", "multiclass", lambda: tree.DecisionTreeClassifier(random_state=0))
+    add("ExtraTreeClassifier", "binary", lambda: tree.ExtraTreeClassifier(random_state=0))
+    add("ExtraTreesClassifier", "multiclass", lambda: ensemble.ExtraTreesClassifier(30, random_state=0))
+    add("AdaBoostClassifier", "binary", lambda: ensemble.AdaBoostClassifier(n_estimators=20, random_state=0))
+    add("BaggingClassifier", "binary", lambda: ensemble.BaggingClassifier(n_estimators=10, random_state=0))
+    add("VotingClassifier-hard", "multiclass", lambda: ensemble.VotingClassifier(
+        [("lr", P(S(), linear_model.LogisticRegression(max_iter=500))), ("dt", tree.DecisionTreeClassifier(max_depth=4))]))
+    add("VotingClassifier-soft", "multiclass", lambda: ensemble.VotingClassifier(
+        [("lr", P(S(), linear_model.LogisticRegression(max_iter=500))), ("nb", naive_bayes.GaussianNB())], voting="soft"))
+    add("StackingClassifier", "binary", lambda: ensemble.StackingClassifier(
+        [("lr", P(S(), linear_model.LogisticRegression(max_iter=500))), ("nb", naive_bayes.GaussianNB())]))
+    add("CalibratedClassifierCV", "binary", lambda: calibration.CalibratedClassifierCV(P(S(), svm.LinearSVC())))
+    add("LinearDiscriminantAnalysis", "multiclass", lambda: discriminant_analysis.LinearDiscriminantAnalysis())
+    add("QuadraticDiscriminantAnalysis", "multiclass", lambda: discriminant_analysis.QuadraticDiscriminantAnalysis())
+    add("OneVsRestClassifier", "multiclass", lambda: multiclass.OneVsRestClassifier(
+        P(S(), linear_model.LogisticRegression(max_iter=500))))
+    # regressors
+    R = "regression"
+    add("LinearRegression", R, lambda: linear_model.LinearRegression())
+    add("Ridge", R, lambda: linear_model.Ridge())
+    add("Lasso", R, lambda: linear_model.Lasso(alpha=0.1))
+    add("ElasticNet", R, lambda: linear_model.ElasticNet(alpha=0.01))
+    add("SGDRegressor", R, lambda: P(S(), linear_model.SGDRegressor(random_state=0)))
+    add("HuberRegressor", R, lambda: P(S(), linear_model.HuberRegressor(max_iter=500)))
+    add("BayesianRidge", R, lambda: linear_model.BayesianRidge())
+    add("ARDRegression", R, lambda: linear_model.ARDRegression())
+    add("PoissonRegressor", R, lambda: P(S(), linear_model.PoissonRegressor()))
+    add("TweedieRegressor", R, lambda: P(S(), linear_model.TweedieRegressor(power=1.5)))
+    add("LinearSVR", R, lambda: P(S(), svm.LinearSVR(random_state=0)))
+    add("SVR", R, lambda: P(S(), svm.SVR()))
+    add("NuSVR", R, lambda: P(S(), svm.NuSVR()))
+    add("KernelRidge", R, lambda: kernel_ridge.KernelRidge(kernel="rbf"))
+    add("KNeighborsRegressor", R, lambda: neighbors.KNeighborsRegressor())
+    add("DecisionTreeRegressor", R, lambda: tree.DecisionTreeRegressor(random_state=0))
+    add("ExtraTreeRegressor", R, lambda: tree.ExtraTreeRegressor(random_state=0))
+    add("RandomForestRegressor", R, lambda: ensemble.RandomForestRegressor(30, random_state=0))
+    add("ExtraTreesRegressor", R, lambda: ensemble.ExtraTreesRegressor(30, random_state=0))
+    add("GradientBoostingRegressor", R, lambda: ensemble.GradientBoostingRegressor(n_estimators=40, random_state=0))
+    add("GradientBoostingRegressor-huber", R,
+        lambda: ensemble.GradientBoostingRegressor(loss="huber", n_estimators=30, random_state=0))
+    add("HistGradientBoostingRegressor", R, lambda: ensemble.HistGradientBoostingRegressor(max_iter=40, random_state=0))
+    add("HistGradientBoostingRegressor-poisson", R,
+        lambda: ensemble.HistGradientBoostingRegressor(loss="poisson", max_iter=30, random_state=0))
+    add("AdaBoostRegressor", R, lambda: ensemble.AdaBoostRegressor(n_estimators=20, random_state=0))
+    add("BaggingRegressor", R, lambda: ensemble.BaggingRegressor(n_estimators=10, random_state=0))
+    add("MLPRegressor", R, lambda: P(S(), neural_network.MLPRegressor(hidden_layer_sizes=(16,), max_iter=500, random_state=0)))
+    add("VotingRegressor", R, lambda: ensemble.VotingRegressor([("lr", linear_model.Ridge()),
+                                                               ("rf", ensemble.RandomForestRegressor(10, random_state=0))]))
+    add("StackingRegressor", R, lambda: ensemble.StackingRegressor([("lr", linear_model.Ridge()),
+                                                                   ("kn", neighbors.KNeighborsRegressor())]))
+    add("PLSRegression", R, lambda: cross_decomposition.PLSRegression(n_components=3))
+    add("TransformedTargetRegressor", R, lambda: compose.TransformedTargetRegressor(
+        regressor=linear_model.Ridge(), func=np.log1p, inverse_func=np.expm1))
+    add("GaussianProcessRegressor", R, lambda: gaussian_process.GaussianProcessRegressor())
+    add("RANSACRegressor", R, lambda: linear_model.RANSACRegressor(random_state=0))
+    # transformers
+    for name, make in [
+        ("StandardScaler", S), ("MinMaxScaler", preprocessing.MinMaxScaler), ("RobustScaler", preprocessing.RobustScaler),
+        ("MaxAbsScaler", preprocessing.MaxAbsScaler), ("Normalizer", preprocessing.Normalizer),
+        ("PCA", lambda: decomposition.PCA(5)), ("TruncatedSVD", lambda: decomposition.TruncatedSVD(4)),
+        ("PolynomialFeatures", lambda: preprocessing.PolynomialFeatures(2)),
+        ("KBinsDiscretizer", lambda: preprocessing.KBinsDiscretizer(4, encode="ordinal")),
+        ("QuantileTransformer", lambda: preprocessing.QuantileTransformer(n_quantiles=50)),
+        ("PowerTransformer", preprocessing.PowerTransformer), ("Binarizer", preprocessing.Binarizer),
+        ("SimpleImputer", impute.SimpleImputer), ("KNNImputer", impute.KNNImputer),
+        ("SelectKBest", lambda: feature_selection.SelectKBest(k=4)),
+        ("VarianceThreshold", lambda: feature_selection.VarianceThreshold(0.01)),
+        ("FunctionTransformer-log1p", lambda: preprocessing.FunctionTransformer(np.log1p)),
+        ("FeatureUnion", lambda: pipeline.make_union(S(), decomposition.PCA(3))),
+    ]:
+        add(name, "counts", make)
+    # clusterers and outlier detectors
+    add("KMeans", "multiclass", lambda: P(S(), cluster.KMeans(3, n_init=3, random_state=0)))
+    add("MiniBatchKMeans", "multiclass", lambda: P(S(), cluster.MiniBatchKMeans(3, n_init=3, random_state=0)))
+    add("GaussianMixture", "multiclass", lambda: P(S(), mixture.GaussianMixture(3, random_state=0)))
+    add("BayesianGaussianMixture", "multiclass", lambda: P(S(), mixture.BayesianGaussianMixture(n_components=3, random_state=0)))
+    add("IsolationForest", "binary", lambda: ensemble.IsolationForest(n_estimators=30, random_state=0))
+    add("OneClassSVM", "binary", lambda: P(S(), svm.OneClassSVM()))
+    add("LocalOutlierFactor-novelty", "binary", lambda: P(S(), neighbors.LocalOutlierFactor(novelty=True)))
+    # mixed-type and text pipelines
+    add("ColumnTransformer+LogisticRegression", "mixed", lambda: P(_mixed_prep(), linear_model.LogisticRegression()))
+    add("ColumnTransformer+RandomForest", "mixed", lambda: P(_mixed_prep(), ensemble.RandomForestClassifier(20, random_state=0)))
+    add("ColumnTransformer+HistGradientBoosting", "mixed",
+        lambda: P(_mixed_prep(), ensemble.HistGradientBoostingClassifier(max_iter=20, random_state=0)))
+    add("Tfidf+LogisticRegression", "text", lambda: P(fe_text.TfidfVectorizer(), linear_model.LogisticRegression()))
+    add("Tfidf-bigrams+LinearSVC", "text", lambda: P(fe_text.TfidfVectorizer(ngram_range=(1, 2)), svm.LinearSVC()))
+    add("CountVectorizer+MultinomialNB", "text", lambda: P(fe_text.CountVectorizer(), naive_bayes.MultinomialNB()))
+    add("HashingVectorizer+SGD", "text", lambda: P(fe_text.HashingVectorizer(n_features=256), linear_model.SGDClassifier(random_state=0)))
+    return c
+
+
+def fit(case: Case):
+    """(fitted model, held-out rows, held-out labels) for a case."""
+    import warnings
+
+    x_tr, x_te, y_tr, y_te = datasets()[case.data]
+    model = case.make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x_tr, y_tr)
+    return model, x_te, y_te
