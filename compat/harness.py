@@ -22,6 +22,11 @@ DEFAULT_ROWS = 1000
 DEFAULT_BATCH = 4096
 
 
+class OnnxRunFailed(BadInputError):
+    """onnxruntime raised while running the graph: bad input for a given file, a failed attempt for a
+    conversion (``convert_and_check`` then tries the next remedy)."""
+
+
 def _loaded(native, hints: convert.Hints | None) -> convert.Loaded:
     if isinstance(native, convert.Loaded):
         return native
@@ -79,7 +84,7 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
         try:
             onnx_out = runner({input_map[k]: v for k, v in batch.items() if k in input_map})
         except Exception as exc:
-            raise BadInputError(f"onnxruntime rejects these inputs: {str(exc).splitlines()[0][:200]}",
+            raise OnnxRunFailed(f"onnxruntime fails on these inputs: {str(exc).splitlines()[0][:200]}",
                                 path=onnx_path) from None
         timings["onnx"] += time.perf_counter() - t
         for name, comp in comparisons.items():
@@ -206,8 +211,14 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
         if not check:
             attempts.append(Attempt(remedy, "unchecked", seconds=time.perf_counter() - t))
             return _finish(loaded, converted, None, attempts, target, write, t0, opset)
-        report = globals()["check"](loaded, converted.model, inputs=source_inputs, rows=0, rtol=rtol, atol=atol,
-                                    tolerances=tolerances, batch_size=batch_size, onnx_path=str(target))
+        try:
+            report = globals()["check"](loaded, converted.model, inputs=source_inputs, rows=0, rtol=rtol, atol=atol,
+                                        tolerances=tolerances, batch_size=batch_size, onnx_path=str(target))
+        except OnnxRunFailed as exc:
+            attempts.append(Attempt(remedy, "fail", reason=exc.message, seconds=time.perf_counter() - t))
+            last_unsupported = UnsupportedModelError(f"the converted graph does not run: {exc.message}",
+                                                     path=loaded.artifact.path)
+            continue
         mismatched = sum(o.mismatched for o in report.outputs)
         attempts.append(Attempt(remedy, report.verdict, mismatched, seconds=time.perf_counter() - t))
         if report.passed:
