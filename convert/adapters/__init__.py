@@ -15,6 +15,7 @@ from .base import Adapter, Converted, Hints, Loaded
 # adapter name -> (module, formats it may handle)
 _REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
     "sklearn": ("convert.adapters.sklearn", ("pickle", "joblib")),
+    "tensorflow": ("convert.adapters.tensorflow", ("savedmodel", "keras", "keras-h5", "hdf5")),
     "torch": ("convert.adapters.torch", ("torch-zip", "torch-legacy", "torchscript", "torch-export", "zip")),
 }
 

@@ -1,0 +1,107 @@
+"""TensorFlow SavedModel folders: completeness, the file-system-op gate, the signature to convert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifact import Artifact, Finding
+from ..errors import BadInputError, UnsafeArtifactError, UnsupportedModelError
+from ..keras_scan import scan_savedmodel
+from ..spec import OutputSpec, TensorSpec
+from . import _tf_env
+from ._tf_convert import Serving
+from ._tf_graph import apply_input_hints, dtype_name, symbolic_shape
+
+DEFAULT_SIGNATURE = "serving_default"
+TRUST_HINT = "inspect it with `modelport inspect`; pass --trust only if you trust whoever wrote it"
+
+
+def check_files(artifact: Artifact) -> None:
+    """A SavedModel is saved_model.pb plus variables/variables.index (TensorFlow writes both, even for a model
+    without variables): a folder missing either was copied incompletely."""
+    path = Path(artifact.path)
+    if not (path / "saved_model.pb").is_file():
+        what = "saved_model.pbtxt (a text SavedModel, not supported)" if (path / "saved_model.pbtxt").is_file() \
+            else "no saved_model.pb"
+        raise BadInputError(f"incomplete SavedModel folder: {what}", path=path,
+                            hint="copy the whole folder the model was saved to")
+    if not (path / "variables").is_dir():
+        raise BadInputError("incomplete SavedModel folder: no variables/ folder", path=path,
+                            hint="copy the whole folder the model was saved to, variables/ included")
+    if not (path / "variables" / "variables.index").is_file():
+        raise BadInputError("incomplete SavedModel folder: variables/variables.index is missing", path=path,
+                            hint="copy the whole folder the model was saved to, variables/ included")
+
+
+def scan_gate(artifact: Artifact, trust: bool, notes: list[str]) -> tuple[list[Finding], dict]:
+    """Graph ops that write files or call Python are refused without ``trust`` (exit 1); ops that read files
+    are loaded with a note (the check would run them)."""
+    verdict, findings, facts = scan_savedmodel(artifact.path)
+    if facts.get("error"):
+        raise BadInputError(facts["error"], path=artifact.path, hint="copy the whole folder again")
+    unsafe = [f for f in findings if f.severity == "unsafe"]
+    if unsafe and not trust:
+        shown = "; ".join(f"{f.what} (in {f.where})" for f in unsafe[:3])
+        raise UnsafeArtifactError(f"unsafe: {shown}", path=artifact.path, findings=findings, hint=TRUST_HINT)
+    for f in findings:
+        if f.severity in ("suspicious", "unsafe"):
+            notes.append(f"{f.what} (in {f.where}): running the model touches the file system")
+    return findings, facts
+
+
+def load(artifact: Artifact):
+    tf = _tf_env.tensorflow()
+    with _tf_env.quiet():
+        try:
+            return tf.saved_model.load(str(artifact.path))
+        except Exception as exc:
+            raise BadInputError(f"TensorFlow {tf.__version__} cannot load this SavedModel: {type(exc).__name__}: "
+                                f"{_tf_env._first_line(exc)}", path=artifact.path,
+                                hint="is the folder complete? nothing was written") from None
+
+
+def pick_signature(obj, requested: str | None, path, notes: list[str]) -> tuple[str, object]:
+    """``--signature NAME``, else ``serving_default``, else the only signature there is."""
+    signatures = {k: v for k, v in dict(getattr(obj, "signatures", {}) or {}).items() if not k.startswith("__")}
+    listed = ", ".join(sorted(signatures)) or "none"
+    if requested:
+        if requested not in signatures:
+            raise BadInputError(f"no signature {requested!r}; it has: {listed}", path=path,
+                                hint="pick one with --signature")
+        return requested, signatures[requested]
+    if DEFAULT_SIGNATURE in signatures:
+        return DEFAULT_SIGNATURE, signatures[DEFAULT_SIGNATURE]
+    if len(signatures) == 1:
+        name = next(iter(signatures))
+        notes.append(f"no {DEFAULT_SIGNATURE} signature: converted the only one, {name!r}")
+        return name, signatures[name]
+    if not signatures:
+        raise UnsupportedModelError("the SavedModel has no signatures to convert", path=path,
+                                    hint="save it with tf.saved_model.save(obj, path, signatures=...) or "
+                                         "keras model.export(path)")
+    raise BadInputError(f"no {DEFAULT_SIGNATURE} signature and several others ({listed})", path=path,
+                        hint="pick one with --signature")
+
+
+def serving(obj, name: str, fn, hints, path) -> tuple[Serving, list[TensorSpec]]:
+    """The signature function as it is (its traced shapes are what the file holds): inputs in the order
+    TensorFlow flattens them (sorted keys), outputs named by the signature's keys."""
+    tf = _tf_env.tensorflow()
+    args, kwargs = fn.structured_input_signature
+    flat = [s for s in tf.nest.flatten((args, kwargs)) if isinstance(s, tf.TensorSpec)]
+    if len(flat) != len(tf.nest.flatten((args, kwargs))):
+        raise UnsupportedModelError(f"signature {name!r} takes composite (sparse/ragged) inputs", path=path)
+    keys = sorted(kwargs) if kwargs and not args else [s.name for s in flat]
+    specs = [TensorSpec(key, dtype_name(spec.dtype.name, f"input {key}", path), symbolic_shape(key, spec.shape))
+             for key, spec in zip(keys, flat)]
+    specs = apply_input_hints(specs, hints.inputs, path)
+    structured = fn.structured_outputs
+    if not isinstance(structured, dict):
+        raise UnsupportedModelError(f"signature {name!r} does not return a dict of named outputs", path=path)
+    for key, value in structured.items():
+        dtype_name(value.dtype.name, f"output {key}", path)
+    return Serving(fn, obj, tuple(keys), tuple(sorted(structured))), specs
+
+
+def outputs(serving_: Serving) -> tuple[OutputSpec, ...]:
+    return tuple(OutputSpec(n, "value") for n in serving_.output_names)
