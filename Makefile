@@ -31,7 +31,11 @@ demo: $(VENV)/.installed-all
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed-test
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
+	$(PIP) install -q -e '.[all,test,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/run_all.py
 
 fixtures: $(VENV)/.installed-test

@@ -10,18 +10,31 @@
 
 from __future__ import annotations
 
-from .harness import ConversionResult, check, convert_and_check, default_output
-from .compare import DEFAULT_TOLERANCES, OutputStats, Tolerance
-from .inputs import InputSource, read_inputs, synthesize
-from .record import RECORD_SCHEMA, Record
-from .record import build as record
-from .report import CHECK_SCHEMA, Attempt, Report, environment
-from .verify import VERIFY_SCHEMA, VerifyReport, verify
+import importlib
 
-convert = convert_and_check  # compat.convert(path) reads best next to convert.to_onnx(loaded)
+# name -> module: loaded on first use, so `import compat` (and `modelport --help`) stays cheap
+_EXPORTS = {
+    "ConversionResult": "harness", "check": "harness", "convert_and_check": "harness", "default_output": "harness",
+    "DEFAULT_TOLERANCES": "compare", "OutputStats": "compare", "Tolerance": "compare",
+    "InputSource": "inputs", "read_inputs": "inputs", "synthesize": "inputs",
+    "RECORD_SCHEMA": "records", "Record": "records",
+    "CHECK_SCHEMA": "report", "Attempt": "report", "Report": "report", "environment": "report",
+    "VERIFY_SCHEMA": "replay", "VerifyReport": "replay", "verify": "replay",
+    "BenchReport": "timing", "bench": "timing",
+    "MatrixReport": "version_matrix", "matrix": "version_matrix",
+}
+# submodules are named apart from these functions (records.py, replay.py, ...) so that importing one
+# never replaces the function on the package
+_ALIASES = {"convert": ("harness", "convert_and_check"), "record": ("records", "build")}
 
-__all__ = [
-    "Attempt", "CHECK_SCHEMA", "RECORD_SCHEMA", "Record", "VERIFY_SCHEMA", "VerifyReport", "record", "verify", "ConversionResult", "DEFAULT_TOLERANCES", "InputSource", "OutputStats", "Report",
-    "Tolerance", "check", "convert", "convert_and_check", "default_output", "environment", "read_inputs",
-    "synthesize",
-]
+
+def __getattr__(name: str):
+    if name in _ALIASES:
+        module, attr = _ALIASES[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'compat' has no attribute {name!r}")
+
+
+__all__ = sorted(set(_EXPORTS) | set(_ALIASES))

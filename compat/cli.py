@@ -7,6 +7,7 @@ Heavy libraries are imported only inside the command that needs them, so ``--hel
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ commands by task:
   record    store inputs + native and ONNX outputs + versions as a golden record (.mprec)
   verify    replay records in today's environment: did an upgrade move any output?
   matrix    replay a record in throwaway virtualenvs with other library versions
+  bench     latency and throughput of the native model vs its onnxruntime session
 """
 
 EPILOG = """\
@@ -85,7 +87,8 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
                    "(default by dtype: float32 1e-5, float64 1e-9)")
     g.add_argument("--tol", action="append", default=[], metavar="OUTPUT=RTOL,ATOL",
                    help="tolerance for one output, e.g. --tol probabilities=1e-3,1e-6 (repeatable)")
-    g.add_argument("--batch-size", type=int, default=4096, metavar="N", help="rows per batch (default: 4096)")
+    g.add_argument("--batch-size", type=int, metavar="N", help="rows per batch; memory stays flat whatever the row "
+                   "count (default: about 16 MB of inputs per batch, at most 65536 rows)")
     g.add_argument("--report", metavar="FILE.json", help="also write the report as JSON (schema modelport.check/1)")
     g.add_argument("--junit", metavar="FILE.xml", help="also write JUnit XML (one test case per output)")
 
@@ -136,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the newest the converter supports)")
     p.add_argument("--no-check", action="store_true", help="write without checking (not recommended)")
     p.add_argument("--keep-failed", action="store_true", help="write the model even when the check fails")
+    p.add_argument("--bench", action="store_true", help="after a passing conversion, time native vs onnxruntime "
+                   "(as `modelport bench`)")
     _add_load_options(p)
     _add_check_options(p)
     p.set_defaults(func=cmd_convert)
@@ -195,7 +200,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", action="store_true", help="load artifacts the static scan does not vouch for")
     p.add_argument("--json", metavar="FILE.json", help="also write the results as JSON (schema modelport.matrix/1)")
     p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("bench", help="native vs onnxruntime: latency and throughput", formatter_class=_Formatter,
+                       description=(
+        "Time the native model and its onnxruntime session on the same rows: latency at batch 1 (p50 and p99 "
+        "over single-row calls) and throughput at a large batch, warm-up excluded, thread counts stated."),
+        epilog="examples:\n  modelport bench model.joblib model.onnx\n  modelport bench model.joblib model.onnx "
+               "--inputs val.csv --threads 1 --json bench.json")
+    p.add_argument("native", metavar="NATIVE", help="the native model file")
+    p.add_argument("onnx", metavar="MODEL.onnx", help="the ONNX model")
+    p.add_argument("--inputs", metavar="DATA", help="rows to time on (default: synthesized)")
+    p.add_argument("--rows", type=int, default=10000, metavar="N", help="rows to use (default: 10000)")
+    p.add_argument("--batch", type=int, metavar="N", help="rows per call for throughput (default: all rows)")
+    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
+    p.add_argument("--seconds", type=float, default=2.0, metavar="S", help="time budget per runtime (default: 2)")
+    p.add_argument("--json", metavar="FILE.json", help="also write the results as JSON (schema modelport.bench/1)")
+    _add_load_options(p)
+    p.set_defaults(func=cmd_bench)
+
+    for module in COMMAND_MODULES:  # commands that live in their own module (cheap to import: no frameworks)
+        importlib.import_module(module).add_parser(sub, _Formatter)
     return parser
+
+
+# modules exposing add_parser(subparsers, formatter_class), whose parsers set_defaults(func=...) themselves
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _version() -> str:
@@ -303,6 +332,10 @@ def cmd_convert(args) -> int:
     _write_junit(from_check(result.report), args.junit)
     if result.passed:
         out.print(f"wrote {result.output}")
+        if args.bench:
+            from .timing import bench, render_text as render_bench
+
+            render_bench(bench(result.loaded, str(result.output)), out)
         return EXIT_OK
     if result.output:
         out.print(f"[yellow]wrote {result.output} although it disagrees (--keep-failed)[/]")
@@ -320,7 +353,7 @@ def _write_junit(suites, path: str | None) -> None:
 
 
 def cmd_record(args) -> int:
-    from .record import DEFAULT_RECORD_ROWS, build
+    from .records import DEFAULT_RECORD_ROWS, build
 
     out = console()
     rtol_atol = _tolerances(args)
@@ -337,7 +370,7 @@ def cmd_record(args) -> int:
 
 def cmd_verify(args) -> int:
     from .junit import from_verify
-    from .verify import render_text, verify
+    from .replay import render_text, verify
 
     out = console()
     reports = [verify(path, trust=args.trust, reconvert=not args.no_reconvert) for path in args.records]
@@ -356,8 +389,22 @@ def cmd_verify(args) -> int:
     return EXIT_FAIL if failed else EXIT_OK
 
 
+def cmd_bench(args) -> int:
+    from .timing import bench, render_text
+
+    out = console()
+    report = bench(args.native, args.onnx, inputs=args.inputs, rows=args.rows, batch_rows=args.batch,
+                   threads=args.threads, seconds=args.seconds, hints=_hints(args))
+    render_text(report, out)
+    if args.json:
+        from convert.onnxfile import write_atomic
+
+        write_atomic(Path(args.json), json.dumps(report.to_dict(), indent=2) + "\n")
+    return EXIT_OK
+
+
 def cmd_matrix(args) -> int:
-    from .matrix import matrix, render_text
+    from .version_matrix import matrix, render_text
 
     out = console()
     withs = [[pin for pin in item.split(",") if pin.strip()] for item in args.withs]

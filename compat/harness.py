@@ -14,12 +14,11 @@ from convert import onnxfile
 from convert.errors import BadInputError, UnsupportedModelError
 
 from .compare import DEFAULT_TOLERANCES, OutputComparison, Tolerance
-from .inputs import InputSource, chain, read_inputs, synthesize
+from .inputs import InputSource, auto_batch_size, chain, read_inputs, synthesize
 from .report import Attempt, Report
 from .run import OnnxRunner
 
 DEFAULT_ROWS = 1000
-DEFAULT_BATCH = 4096
 
 
 class OnnxRunFailed(BadInputError):
@@ -55,23 +54,22 @@ def _input_source(loaded: convert.Loaded, inputs, rows: int, seed: int) -> Input
 
 def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: int = 0,
           rtol: float | None = None, atol: float | None = None,
-          tolerances: Mapping[str, Tolerance] | None = None, batch_size: int = DEFAULT_BATCH,
+          tolerances: Mapping[str, Tolerance] | None = None, batch_size: int | None = None,
           hints: convert.Hints | None = None, onnx_path: str | None = None) -> Report:
     """Run the native model (a path, Artifact or Loaded) and ``onnx_model`` (a path or ModelProto) on the
     same inputs (synthesized, a file, or a dict of arrays) and compare every output."""
     t0 = time.perf_counter()
     loaded = _loaded(native, hints)
+    runner = _onnx_runner(onnx_model, onnx_path)
     if isinstance(onnx_model, (str, Path)):
         onnx_path = str(onnx_model)
-        onnx_model = onnxfile.load(onnx_model)
-    runner = OnnxRunner(onnx_model, path=onnx_path)
     source = _input_source(loaded, inputs, rows, seed)
     input_map, output_map, notes = _match_names(loaded, runner, onnx_path)
     per_output = dict(tolerances or {})
     comparisons = _comparisons(loaded, runner, output_map, per_output, rtol, atol)
     timings = {"native": 0.0, "onnx": 0.0}
     offset = 0
-    for batch in source.batches(batch_size):
+    for batch in source.batches(batch_size or auto_batch_size(loaded.signature)):
         t = time.perf_counter()
         try:
             native_out = loaded.run(batch)
@@ -102,6 +100,20 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
         outputs=outputs, inputs={"source": source.description, "rows": offset},
         notes=list(loaded.notes) + notes, timings=timings,
     )
+
+
+def _onnx_runner(onnx_model, onnx_path) -> OnnxRunner:
+    """onnxruntime reads a path itself (no onnx import on the happy path); when it cannot, the onnx
+    package explains why in one line (missing, empty, not a model...)."""
+    if not isinstance(onnx_model, (str, Path)):
+        return OnnxRunner(onnx_model, path=onnx_path)
+    path = Path(onnx_model)
+    if path.is_file() and path.stat().st_size:
+        try:
+            return OnnxRunner(str(path), path=path)
+        except BadInputError:
+            pass
+    return OnnxRunner(onnxfile.load(path), path=path)
 
 
 def _output_spec(loaded, name):
@@ -187,7 +199,7 @@ def default_output(path: str | Path) -> Path:
 def convert_and_check(source, output: str | Path | None = None, *, opset: int | None = None, inputs=None,
                       rows: int = DEFAULT_ROWS, seed: int = 0, rtol: float | None = None, atol: float | None = None,
                       tolerances: Mapping[str, Tolerance] | None = None, check: bool = True, keep_failed: bool = False,
-                      batch_size: int = DEFAULT_BATCH, hints: convert.Hints | None = None,
+                      batch_size: int | None = None, hints: convert.Hints | None = None,
                       write: bool = True) -> ConversionResult:
     """Load, convert, check; when the check fails, try the adapter's remedies in order. Writes the ONNX
     file (atomically) only for a conversion that passed, unless ``keep_failed`` (or ``check=False``)."""

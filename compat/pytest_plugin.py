@@ -66,7 +66,7 @@ class RecordFile(pytest.File):
 
 class RecordItem(pytest.Item):
     def runtest(self):
-        from compat.verify import verify
+        from compat.replay import verify
 
         config = self.config
         report = verify(self.path, trust=config.getoption("--modelport-trust"),
@@ -83,7 +83,7 @@ class RecordItem(pytest.Item):
 
             from rich.console import Console
 
-            from compat.verify import render_text
+            from compat.replay import render_text
 
             buf = io.StringIO()
             render_text(excinfo.value.report, Console(file=buf, width=110, no_color=True, highlight=False))

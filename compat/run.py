@@ -26,7 +26,7 @@ class OnnxRunner:
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
-        data = model if isinstance(model, (bytes, str)) else model.SerializeToString()
+        data = model if isinstance(model, (bytes, str)) else model.SerializeToString()  # str: a file path
         try:
             self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:

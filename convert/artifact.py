@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,11 +137,19 @@ def inspect(path) -> Artifact:
     detection = detect(path)
     size, digest = _digest(path)
     details = dict(detection.details)
-    findings = list(_format_findings(detection))
-    globals_: tuple = ()
     fmt = detection.format
+    code_scan = _CODE_SCANS.get(fmt)
+    findings = list(_format_findings(detection, code_scan is not None))
+    globals_: tuple = ()
     scan = scan_file(path, detection) if fmt in PICKLE_FORMATS else None
     verdicts = [f.severity for f in findings if f.severity != "info"]
+    if code_scan is not None:
+        verdict, more, facts = code_scan(path)
+        findings.extend(more)
+        verdicts.append(verdict)
+        for key in ("backend", "keras_version", "tensorflow_version"):
+            if isinstance(facts.get(key), str):
+                details.setdefault(key, facts[key])
     if scan is not None:
         if fmt == "pickle" and scan.metadata.get("joblib_arrays"):
             fmt = "joblib"  # joblib array blocks past the first megabyte that detect() looked at
@@ -150,6 +159,10 @@ def inspect(path) -> Artifact:
         details["pickle_scan"] = dict(scan.metadata, streams=scan.streams)
         if scan.metadata.get("corrupt"):
             details["corrupt"] = scan.metadata["corrupt"]
+            cause = _crlf_cause(path, details)
+            if cause:
+                details["corrupt_cause"] = cause
+                findings.append(Finding(cause, "unknown", "whole file"))
     if fmt == "skops":
         skops_refs = _skops_globals(details.get("types", ()))
         globals_ = tuple(sorted(set(globals_) | set(skops_refs), key=lambda g: (g.module, g.name)))
@@ -199,14 +212,52 @@ def _digest(path: Path) -> tuple[int, str]:
     return total, h.hexdigest()
 
 
-def _format_findings(detection):
-    """Findings the format itself carries (outside any pickle): code in Keras configs, archive paths."""
+def _keras(fmt: str):
+    def scan(path):
+        from .keras_scan import scan_keras
+
+        return scan_keras(path, fmt)
+
+    return scan
+
+
+def _savedmodel(path):
+    from .keras_scan import scan_savedmodel
+
+    return scan_savedmodel(path)
+
+
+# formats whose code references are read by convert.keras_scan (Lambda bytecode, custom objects, file ops)
+_CODE_SCANS = {"keras": _keras("keras"), "keras-h5": _keras("keras-h5"), "savedmodel": _savedmodel}
+
+
+def _crlf_cause(path: Path, details: dict) -> str | None:
+    """When a corrupt pickle reads cleanly with CRLF turned back into LF, the conversion is the cause."""
+    if details.get("line_endings") != "CRLF" or not path.is_file() or details.get("compression"):
+        return None
+    from .pickles import scan_crlf_restored
+
+    restored = scan_crlf_restored(path)
+    if restored.metadata.get("corrupt"):
+        return None
+    return (f"line endings were converted (every LF byte became CRLF: a text-mode copy or git autocrlf); with "
+            f"them restored the file is a valid pickle (verdict {restored.verdict})")
+
+
+def _format_findings(detection, code_scanned: bool = False):
+    """Findings the format itself carries (outside any pickle): code in Keras configs, archive paths.
+    ``code_scanned``: keras_scan reports Lambda layers and custom objects itself."""
     d = detection.details
-    for name in d.get("lambda_layers", ()):
+    for name in () if code_scanned else d.get("lambda_layers", ()):
         yield Finding(f"Keras Lambda layer {name!r} holds Python bytecode (keras runs it when loaded with "
                       "safe_mode=False)", "unsafe", "model config")
-    for name in d.get("custom_objects", ()):
-        yield Finding(f"needs custom object {name} (code that is not in the file)", "info", "model config")
+    for name in () if code_scanned else d.get("custom_objects", ()):
+        yield Finding(f"needs custom object {name} (code that is not in the file)", "suspicious", "model config")
+    for location in d.get("external_data", ()) if detection.format == "onnx" else ():
+        parts = location.replace("\\", "/").split("/")
+        if location.startswith(("/", "\\")) or ".." in parts or re.match(r"[A-Za-z]:", location):
+            yield Finding(f"external data location points outside the model's folder: {location!r}", "suspicious",
+                          "graph initializers")
     for name in d.get("risky_members", ()):
         yield Finding(f"archive member path escapes the archive: {name!r}", "suspicious", "zip directory")
     if detection.format == "savedmodel" and not d.get("variables"):
@@ -251,7 +302,7 @@ _VERSIONS_BY_FORMAT = {
 
 def _saved_with(fmt: str, details: dict, scan) -> dict:
     """Library versions the bytes record. Keys: sklearn, skops, numpy, torch, torch_archive_version,
-    torch_legacy_protocol, torch_export_schema, keras, tensorflow, onnx_ir, onnx_opset, producer."""
+    torch_legacy_protocol, torch_export_schema, keras, keras_backend, tensorflow, onnx_ir, onnx_opset, producer."""
     meta = scan.metadata if scan is not None else {}
     found = {
         "sklearn": meta.get("sklearn_version") or details.get("sklearn_version"),
@@ -259,6 +310,7 @@ def _saved_with(fmt: str, details: dict, scan) -> dict:
         "skops": details.get("skops_version"),
         "torch_legacy_protocol": meta.get("torch_legacy_protocol") or details.get("torch_legacy_protocol"),
         "keras": details.get("keras_version"),
+        "keras_backend": details.get("backend"),
         "tensorflow": details.get("tensorflow_version"),
     }
     found.update(_VERSIONS_BY_FORMAT.get(fmt, lambda d: {})(details))

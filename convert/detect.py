@@ -494,15 +494,21 @@ def _safetensors(path: Path, head: bytes, size: int) -> Detection | None:
         return None
     meta = header.pop("__metadata__", None)
     dtypes: dict = {}
-    end = 0
+    end = parameters = 0
     for name, entry in header.items():
         if not (isinstance(entry, dict) and "dtype" in entry and "data_offsets" in entry):
             return None
         dtypes[entry["dtype"]] = dtypes.get(entry["dtype"], 0) + 1
+        shape = entry.get("shape")
+        if isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape):
+            count = 1
+            for d in shape:
+                count *= d
+            parameters += count
         offsets = entry["data_offsets"]
         if isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets):
             end = max(end, offsets[1])
-    details = {"tensors": len(header), "dtypes": dtypes, "data_bytes": end,
+    details = {"tensors": len(header), "parameters": parameters, "dtypes": dtypes, "data_bytes": end,
                "metadata": meta if isinstance(meta, dict) else {}}
     if 8 + n + end > size:
         details["corrupt"] = f"tensor data needs {8 + n + end} bytes, the file has {size}"
@@ -528,14 +534,29 @@ def _pickle(path: Path, head: bytes, size: int) -> Detection | None:
         if second[:3] == b"\x80\x02M" and len(second) >= 6:
             details["torch_legacy_protocol"] = int.from_bytes(second[3:5], "little")
         return Detection("torch-legacy", "torch", None, details)
-    if probe(head, complete=size <= len(head))[0] == "invalid":
+    details = {"protocol": head[1]}
+    crlf = _crlf_pickle(head)
+    if crlf:
+        details["line_endings"] = "CRLF"
+    if probe(head, complete=size <= len(head))[0] == "invalid" and not crlf:
         return None
     with open(path, "rb") as fh:
         prefix = head + fh.read(PREFIX) if size > len(head) else head
-    details = {"protocol": head[1]}
     if b"NumpyArrayWrapper" in prefix:
         return Detection("joblib", None, None, details)
     return Detection("pickle", None, None, details)
+
+
+def _crlf_pickle(head: bytes) -> bool:
+    """A pickle whose every LF byte became CRLF (a text-mode copy, git's autocrlf): it no longer parses,
+    but it does once the conversion is undone. Detected so it is reported as a damaged pickle, not as
+    unknown binary data."""
+    from .pickles import probe
+
+    lf = head.count(b"\n")
+    if not lf or head.count(b"\r\n") != lf:
+        return False  # a LF without its CR: not converted (binary pickles hold LF bytes by chance, rarely all after CR)
+    return probe(head.replace(b"\r\n", b"\n"), complete=False)[0] != "invalid"
 
 
 def _is_compressed(head: bytes, size: int) -> bool:
@@ -578,9 +599,14 @@ def _text_pickle(path: Path, head: bytes, size: int) -> Detection | None:
     with open(path, "rb") as fh:
         prefix = fh.read(PREFIX)
     verdict, protocol = probe(prefix, complete=size <= PREFIX, strict=True)
+    crlf = _crlf_pickle(prefix[:HEAD])
+    if crlf and verdict == "invalid":
+        verdict, protocol = probe(prefix.replace(b"\r\n", b"\n"), complete=size <= PREFIX, strict=True)
     if verdict == "invalid":
         return None
     details = {"protocol": protocol} if protocol is not None else {}
+    if crlf:
+        details["line_endings"] = "CRLF"
     return Detection("joblib" if b"NumpyArrayWrapper" in prefix else "pickle", None, None, details)
 
 

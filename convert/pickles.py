@@ -1620,6 +1620,9 @@ def _scan_zip(out: _Collector, zf: zipfile.ZipFile, policy: str, prefix: str = "
         base = name.rsplit("/", 1)[-1]
         if info.is_dir():
             continue
+        if policy == "torch" and base.endswith(".py") and "/code/" in f"/{name}":
+            _scan_torchscript_code(out, zf, info, f"{prefix} > {name}" if prefix else name)
+            continue
         if policy == "torch" and not base.endswith((".pkl", ".debug_pkl")):
             continue
         if policy == "export" and not (base.endswith((".pkl", ".pt", ".pth")) or name in pickled):
@@ -1639,6 +1642,52 @@ def _scan_zip(out: _Collector, zf: zipfile.ZipFile, policy: str, prefix: str = "
             continue
         if len(scanned) < 1000:
             scanned.append(label)
+
+
+# What TorchScript code (an archive's code/*.py, compiled by torch.jit.load) may call that reaches outside
+# the model: (pattern, severity, what it does). Custom operator namespaces need native code loaded first.
+_TORCHSCRIPT_CALLS = (
+    (re.compile(r"\btorch\.save\(|\bops\.aten\.save\b"), "unsafe", "torch.save: writes files when the model runs"),
+    (re.compile(r"\btorch\.from_file\(|\bops\.aten\.from_file\b"), "unsafe",
+     "torch.from_file: reads (and with shared=True writes) files when the model runs"),
+    (re.compile(r"\bops\.debugprims\.load_tensor\b"), "unsafe", "debugprims.load_tensor: reads files"),
+    (re.compile(r"\bops\.(c10d|_c10d_functional\w*|symm_mem|_dtensor)\."), "suspicious",
+     "distributed collectives: open network connections when the model runs"),
+)
+# operator namespaces torch itself registers for ordinary models (anything else is a custom operator)
+_TORCHSCRIPT_NAMESPACES = frozenset(("aten", "prim", "prims", "quantized", "_quantized", "quantization", "sparse",
+                                     "mkldnn", "mkl", "onednn", "mkldnn_prepacked", "profiler", "rngprims", "_native",
+                                     "inductor_prims", "onnx", "static_runtime"))
+_OPS_CALL = re.compile(r"\bops\.(\w+)\.(\w+)")
+CODE_LINE_MAX = 1 << 20  # longer source lines are scanned in pieces
+
+
+def _scan_torchscript_code(out: _Collector, zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> None:
+    """TorchScript source that torch.jit.load compiles and the model runs: calls that touch files, the
+    network, or custom native operators. Streamed line by line."""
+    files = out.meta.setdefault("torchscript_code_files", 0)
+    out.meta["torchscript_code_files"] = files + 1
+    seen: set = set()
+    try:
+        with zf.open(info) as fh:
+            for number, raw in enumerate(iter(lambda: fh.readline(CODE_LINE_MAX), b""), 1):
+                line = raw.decode("utf-8", "replace")
+                if "ops." not in line and "torch." not in line:
+                    continue
+                where = f"{label} line {number}"
+                for pattern, severity, what in _TORCHSCRIPT_CALLS:
+                    if pattern.search(line) and what not in seen:
+                        seen.add(what)
+                        out.finding(severity, f"TorchScript code calls {what}", where)
+                for m in _OPS_CALL.finditer(line):
+                    namespace = m.group(1)
+                    if namespace not in _TORCHSCRIPT_NAMESPACES and namespace not in seen and not any(
+                            p.search(m.group(0)) for p, _, _ in _TORCHSCRIPT_CALLS):
+                        seen.add(namespace)
+                        out.finding("suspicious", f"TorchScript code calls custom operator ops.{namespace}."
+                                    f"{m.group(2)} (native code loaded outside the archive)", where)
+    except ZIP_ERRORS as exc:
+        _broken(out, f"cannot read TorchScript code: {exc}", label)
 
 
 def _export_pickled(zf: zipfile.ZipFile) -> set[str]:
@@ -1758,6 +1807,36 @@ def scan_stream(fileobj) -> PickleScan:
     out = _Collector()
     kind = _kind_from_head(head)
     _guarded(out, lambda: _dispatch(out, fileobj, _remaining(fileobj), kind))
+    return _result(out)
+
+
+class _CRLFRestored:
+    """A file read with every CRLF turned back into LF (undoing a text-mode conversion), streamed."""
+
+    def __init__(self, raw):
+        self.raw, self.held = raw, b""
+
+    def read(self, n=-1):
+        data = self.held + self.raw.read(CHUNK if n is None or n < 0 else max(n, 2))
+        self.held = b""
+        if data.endswith(b"\r"):
+            more = self.raw.read(1)
+            if more:
+                data += more
+                if not data.endswith(b"\r\n"):
+                    self.held, data = data[-1:], data[:-1]
+        return data.replace(b"\r\n", b"\n")
+
+
+def scan_crlf_restored(path) -> PickleScan:
+    """Scan a pickle file as it was before a LF -> CRLF conversion (to tell that conversion is what broke it)."""
+    out = _Collector()
+
+    def run():
+        with open(path, "rb") as fh:
+            _scan_streams(out, _Source(_CRLFRestored(fh)))
+
+    _guarded(out, run)
     return _result(out)
 
 

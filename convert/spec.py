@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
-
 Dim = int | str | None  # int: fixed; str: symbolic ("batch"); None: unknown
 
 # dtype names used across modelport, as ONNX spells them
 DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool", "string")
 
 
-def numpy_dtype(name: str) -> np.dtype:
+def numpy_dtype(name: str):
     """The numpy dtype modelport uses to hold values of an ONNX-named dtype."""
+    import numpy as np  # here, not at import: `modelport --help` loads this module
+
     return np.dtype(object) if name == "string" else np.dtype(name)
 
 

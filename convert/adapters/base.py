@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from ..artifact import Artifact
 from ..spec import Signature, TensorSpec

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import compat
-from compat.matrix import EnvResult, first_breaking
+from compat.version_matrix import EnvResult, first_breaking
 
 ROOT = Path(__file__).resolve().parents[2]
 

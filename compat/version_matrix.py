@@ -22,7 +22,7 @@ from pathlib import Path
 
 from convert.errors import BadInputError
 
-from .record import read
+from .records import read
 
 MATRIX_SCHEMA = "modelport.matrix/1"
 EXTRAS = {"sklearn": "sklearn", "torch": "torch", "tensorflow": "tensorflow"}

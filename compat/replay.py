@@ -19,7 +19,7 @@ import convert
 from convert.errors import ModelportError
 
 from .compare import OutputComparison, OutputStats
-from .record import Record, hints_from, read, sha256_of
+from .records import Record, hints_from, read, sha256_of
 from .report import environment
 
 VERIFY_SCHEMA = "modelport.verify/1"
