@@ -31,11 +31,14 @@ demo: $(VENV)/.installed-all
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
-$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
-	$(PIP) install -q -e '.[all,test,bench]'
+# the peer pickle scanners live in their own venv: their pins (rich<15, ...) never touch modelport's
+PEERS := benchmarks/.data/peers
+$(PEERS)/.installed: | $(PY)
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q 'picklescan>=0.0.30' 'modelscan>=0.8' 'fickling>=0.1'
 	touch $@
 
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-test $(PEERS)/.installed
 	$(PY) benchmarks/run_all.py
 
 fixtures: $(VENV)/.installed-test

@@ -31,6 +31,30 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _dims(shape) -> list[str]:
+    """A spec's dims as text: an unknown leading dim is the batch, other unknown dims are ``?``."""
+    return ["batch" if d is None and i == 0 else "?" if d is None else str(d) for i, d in enumerate(shape or [])]
+
+
+def _render_signatures(signatures, console) -> None:
+    """A SavedModel's signatures with their input and output specs (``--signature NAME`` picks one)."""
+    from rich.markup import escape
+
+    if not isinstance(signatures, dict) or not signatures:
+        return
+
+    def specs(group: dict) -> str:
+        return ", ".join(f"{name} {spec.get('dtype', '?')}[{'x'.join(_dims(spec.get('shape')))}]"
+                         for name, spec in group.items()) or "none"
+
+    console.print("  signatures (pick one with --signature NAME)")
+    for name, sig in signatures.items():
+        default = "  [dim](default)[/]" if name == "serving_default" else ""
+        console.print(f"    [bold]{escape(name)}[/]{default}")
+        console.print(f"      inputs   {escape(specs(sig.get('inputs') or {}))}")
+        console.print(f"      outputs  {escape(specs(sig.get('outputs') or {}))}")
+
+
 def render_artifact(a: Artifact, console) -> None:
     from rich.markup import escape
 
@@ -63,6 +87,7 @@ def render_artifact(a: Artifact, console) -> None:
     for f in a.findings:
         fs = _STYLE.get(f.severity, "dim")
         console.print(f"    [{fs}]{f.severity:<10}[/] {escape(f.what)}" + (f"  [dim]{escape(f.where)}[/]" if f.where else ""))
+    _render_signatures(a.details.get("signatures"), console)
     details = {k: v for k, v in a.details.items() if isinstance(v, (str, int, float)) and k != "corrupt"}
     if a.details.get("corrupt"):
         console.print(f"  [magenta]corrupt[/]  {escape(str(a.details['corrupt']))}")

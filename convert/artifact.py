@@ -150,6 +150,8 @@ def inspect(path) -> Artifact:
         for key in ("backend", "keras_version", "tensorflow_version"):
             if isinstance(facts.get(key), str):
                 details.setdefault(key, facts[key])
+        if isinstance(facts.get("signatures"), dict):
+            details["signatures"] = facts["signatures"]
     if scan is not None:
         if fmt == "pickle" and scan.metadata.get("joblib_arrays"):
             fmt = "joblib"  # joblib array blocks past the first megabyte that detect() looked at

@@ -633,7 +633,6 @@ def probe_feeds(signature: Signature, rows: int = 3) -> dict[str, np.ndarray]:
 def _align_shapes(loaded: Loaded, model, session, notes: list[str]):
     """Make each ONNX output the rank scikit-learn returns: ``[N, 1]`` -> ``[N]``; a binary classifier's
     two score columns ``[-d, d]`` -> ``d`` (what ``decision_function`` returns)."""
-    from onnx import TensorProto, helper
 
     feeds = probe_feeds(loaded.signature)
     feeds = {i.name: _as_input(feeds[i.name], i.type) for i in session.get_inputs()}

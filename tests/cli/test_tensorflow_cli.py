@@ -113,3 +113,19 @@ def test_tf2onnx_that_cannot_import_exits_3_naming_versions(tmp_path):
     assert "tf2onnx" in line and "TensorFlow 2." in line and "NumPy 2." in line and "AttributeError" in line
     assert len(line.splitlines()) == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_inspect_lists_savedmodel_signatures_without_importing_tensorflow():
+    result = modelport("inspect", TF_FIXTURES / "scorer_module")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "embed" in out and "serving_default" in out
+    assert "features float32[batchx6]" in out
+    assert "logits float32[batchx3], probabilities float32[batchx3]" in out
+    assert "hidden float32[batchx8]" in out
+    timing = subprocess.run([sys.executable, "-X", "importtime", "-m", "compat.cli", "inspect",
+                             str(TF_FIXTURES / "scorer_module")], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert timing.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in timing.stderr.splitlines() if "|" in line}
+    assert "tensorflow" not in imported and "keras" not in imported

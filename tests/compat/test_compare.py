@@ -9,7 +9,6 @@ def compare(native, onnx, batch=None, **kw):
     native, onnx = np.asarray(native), np.asarray(onnx)
     step = batch or len(native)
     for start in range(0, len(native), step):
-        scores = kw.get("_scores")
         comp.update(native[start:start + step], onnx[start:start + step], start)
     return comp.result()
 

@@ -5,7 +5,6 @@ the bytes look like."""
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import pickle
@@ -198,7 +197,6 @@ def test_onnx(tmp_path):
 
 
 def test_onnx_truncated_is_not_onnx(tmp_path):
-    import onnx
 
     data = _onnx_model().SerializeToString()
     path = tmp_path / "cut.onnx"
