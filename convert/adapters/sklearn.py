@@ -60,6 +60,7 @@ class SklearnAdapter:
         _require_sklearn()
         notes: list[str] = []
         obj = _unpickle(artifact, hints.trust, notes)
+        _normalize_pre_1_4_class_counts(obj, artifact.saved_with.get("sklearn"), notes)
         est, where = _find_estimator(obj, artifact)
         if where:
             notes.append(f"estimator found under {where}")
@@ -125,13 +126,14 @@ def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
         try:
             obj = safeload.load_pickle(artifact, trust)
         except (ModuleNotFoundError, ImportError, AttributeError) as exc:
-            raise BadInputError(
-                f"cannot be loaded with scikit-learn {installed}: {_first_line(exc)}"
-                + (f" (saved with {saved})" if saved else ""),
-                path=artifact.path,
-                hint=f"load it with scikit-learn {saved or 'of the version that wrote it'} and re-save it",
-            ) from None
-        except (EOFError, ValueError, TypeError, KeyError, IndexError, MemoryError, OverflowError) as exc:
+            raise _drift_error(artifact, installed, saved, _first_line(exc)) from None
+        except ValueError as exc:
+            if "node array from the pickle has an incompatible dtype" not in str(exc):
+                raise BadInputError(f"corrupt or unreadable pickle: {_first_line(exc)}", path=artifact.path,
+                                    hint="restore it from the original source") from None
+            raise _drift_error(artifact, installed, saved, "a tree pickled before scikit-learn 1.3 (old node "
+                               "layout), which later releases cannot read") from None
+        except (EOFError, TypeError, KeyError, IndexError, MemoryError, OverflowError) as exc:
             raise BadInputError(f"corrupt or unreadable pickle: {_first_line(exc)}", path=artifact.path,
                                 hint="restore it from the original source") from None
         except Exception as exc:  # pickle.UnpicklingError and friends from arbitrary reducers
@@ -145,6 +147,50 @@ def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
     elif any(type(w.message).__name__ == "InconsistentVersionWarning" for w in caught):
         notes.append("scikit-learn warned that the pickle comes from another version")
     return obj
+
+
+def _release(version: str | None) -> tuple[int, ...] | None:
+    m = re.match(r"(?:before )?(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _normalize_pre_1_4_class_counts(obj, saved: str | None, notes: list[str]) -> None:
+    """scikit-learn 1.4 changed what a classification tree stores in ``tree_.value``: weighted class
+    fractions instead of counts, and dropped the normalization from ``predict_proba``. A tree pickled
+    before 1.4 keeps its counts, so a newer release returns probabilities that do not sum to one (and a
+    forest's ``predict`` can change). Such trees are normalized in memory, as the release that saved them
+    computed, and the note says so; the file is untouched."""
+    import sklearn
+
+    before, now = _release(saved), _release(sklearn.__version__)
+    if before is None or now is None or not (before < (1, 4) <= now):
+        return
+    fixed = sums = 0
+    for est in trees.iter_estimators(obj):
+        tree = getattr(est, "tree_", None)
+        if tree is None or not hasattr(est, "classes_"):
+            continue
+        value = tree.value  # a writable view of the tree's own buffer
+        total = value.sum(axis=-1, keepdims=True)
+        if np.allclose(total[total > 0], 1.0):
+            continue
+        sums = max(sums, float(total.max()))
+        np.divide(value, np.where(total == 0, 1.0, total), out=value)
+        fixed += 1
+    if fixed:
+        notes.append(f"{fixed} classification tree(s) pickled with scikit-learn {saved} store class counts, which "
+                     f"scikit-learn {sklearn.__version__} reads as fractions (its predict_proba would return counts, up "
+                     f"to {sums:g}, not probabilities); normalized in memory as {saved} computed them")
+
+
+def _drift_error(artifact: Artifact, installed: str, saved: str | None, why: str) -> BadInputError:
+    """The file needs the scikit-learn release that wrote it: re-saving under that release would not help
+    (the pickle would be the same), converting there would."""
+    how = (f"convert it to ONNX where scikit-learn {saved} is installed: pip install scikit-learn=={saved}; "
+           if saved and saved[:1].isdigit() else "convert it to ONNX with the scikit-learn release that saved it; ")
+    return BadInputError(f"cannot be loaded with scikit-learn {installed}: {why}"
+                         + (f" (saved with {saved})" if saved else ""), path=artifact.path,
+                         hint=how + f"or re-fit it with {installed}")
 
 
 def _is_estimator(obj) -> bool:
