@@ -5,6 +5,7 @@
     report = compat.check("model.joblib", "model.onnx")       # compare an existing conversion
     compat.record("model.joblib", output="model.mprec")       # a golden record for CI
     assert compat.verify("model.mprec").passed                # after an upgrade
+    print(compat.audit(["models/"]).summary)                   # every model file under a folder
     print(report.verdict, [o.max_abs_error for o in report.outputs])
 """
 
@@ -22,9 +23,10 @@ _EXPORTS = {
     "VERIFY_SCHEMA": "replay", "VerifyReport": "replay", "verify": "replay",
     "BenchReport": "timing", "bench": "timing",
     "MatrixReport": "version_matrix", "matrix": "version_matrix",
+    "AUDIT_SCHEMA": "audits", "AuditReport": "audits", "AuditRow": "audits", "audit": "audits",
 }
-# submodules are named apart from these functions (records.py, replay.py, ...) so that importing one
-# never replaces the function on the package
+# submodules are named apart from these functions (records.py, replay.py, audits.py, ...) so that importing
+# one never replaces the function on the package
 _ALIASES = {"convert": ("harness", "convert_and_check"), "record": ("records", "build")}
 
 

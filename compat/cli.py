@@ -26,6 +26,8 @@ commands by task:
   verify    replay records in today's environment: did an upgrade move any output?
   matrix    replay a record in throwaway virtualenvs with other library versions
   bench     latency and throughput of the native model vs its onnxruntime session
+  audit     a folder of old artifacts: what each is, who wrote it, is it safe, does it still load,
+            convert and agree (files run only in sandboxed workers, and only when the scan is safe)
 """
 
 EPILOG = """\
@@ -36,6 +38,7 @@ examples:
   modelport check model.joblib model.onnx --report check.json
   modelport record model.joblib -o model.mprec        # once, before an upgrade
   modelport verify models/*.mprec --junit verify.xml  # in CI, after it
+  modelport audit models/ --html audit.html           # inventory of a folder (--static: scan only)
 
 exit codes: 0 pass, 1 check failed or unsafe artifact, 2 bad input or usage, 3 unsupported model
 """
@@ -224,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # modules exposing add_parser(subparsers, formatter_class), whose parsers set_defaults(func=...) themselves
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("compat.audit_cli",)
 
 
 def _version() -> str:

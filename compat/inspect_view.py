@@ -12,8 +12,13 @@ MAX_GLOBALS = 12
 
 
 def installed_version(key: str) -> str | None:
-    dist = _INSTALLED.get(key)
-    for name in (dist, "tensorflow") if key == "tensorflow" else (dist,):
+    """The installed release for a ``saved_with`` key (``sklearn`` -> scikit-learn's version)."""
+    return dist_version(_INSTALLED.get(key))
+
+
+def dist_version(dist: str | None) -> str | None:
+    """The installed version of a distribution (tensorflow-cpu or tensorflow alike), read from metadata."""
+    for name in (dist, "tensorflow") if dist == "tensorflow-cpu" else (dist,):
         if not name:
             continue
         try:
@@ -23,7 +28,7 @@ def installed_version(key: str) -> str | None:
     return None
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -69,7 +74,7 @@ def render_artifact(a: Artifact, console) -> None:
         elif now:
             drift = "  [dim](installed: same)[/]"
         rows.append((f"saved with {key}", f"{escape(str(version))}{drift}"))
-    rows.append(("size", f"{_size(a.size)}   sha256 {a.sha256[:16]}…"))
+    rows.append(("size", f"{size_text(a.size)}   sha256 {a.sha256[:16]}…"))
     style = _STYLE.get(a.safety, "white")
     flagged = [g for g in a.globals if g.verdict != "safe"]
     summary = f"{len(a.globals)} global(s), " + (f"{len(flagged)} not allowlisted" if flagged else "all allowlisted") \

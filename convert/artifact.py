@@ -155,16 +155,22 @@ def inspect(path) -> Artifact:
     if scan is not None:
         if fmt == "pickle" and scan.metadata.get("joblib_arrays"):
             fmt = "joblib"  # joblib array blocks past the first megabyte that detect() looked at
+        cause = None
+        if scan.metadata.get("corrupt"):
+            details["corrupt"] = scan.metadata["corrupt"]
+            restored = _crlf_restored(path, details)
+            if restored is not None:
+                scan = _without_crlf_garbles(scan, restored)
+                cause = (f"line endings were converted (every LF byte became CRLF: a text-mode copy or git "
+                         f"autocrlf); with them restored the file is a valid pickle (verdict {restored.verdict})")
+                details["corrupt_cause"] = cause
+                verdicts.append(restored.verdict)  # what it is once repaired counts too (fail closed)
         globals_ = scan.globals
         findings.extend(scan.findings)
         verdicts.append(scan.verdict)
         details["pickle_scan"] = dict(scan.metadata, streams=scan.streams)
-        if scan.metadata.get("corrupt"):
-            details["corrupt"] = scan.metadata["corrupt"]
-            cause = _crlf_cause(path, details)
-            if cause:
-                details["corrupt_cause"] = cause
-                findings.append(Finding(cause, "unknown", "whole file"))
+        if cause:
+            findings.append(Finding(cause, "unknown", "whole file"))
     if fmt == "skops":
         skops_refs = _skops_globals(details.get("types", ()))
         globals_ = tuple(sorted(set(globals_) | set(skops_refs), key=lambda g: (g.module, g.name)))
@@ -233,17 +239,33 @@ def _savedmodel(path):
 _CODE_SCANS = {"keras": _keras("keras"), "keras-h5": _keras("keras-h5"), "savedmodel": _savedmodel}
 
 
-def _crlf_cause(path: Path, details: dict) -> str | None:
-    """When a corrupt pickle reads cleanly with CRLF turned back into LF, the conversion is the cause."""
+def _crlf_restored(path: Path, details: dict):
+    """When a corrupt pickle reads cleanly with CRLF turned back into LF, the conversion is the cause: the
+    scan of the restored bytes, else None."""
     if details.get("line_endings") != "CRLF" or not path.is_file() or details.get("compression"):
         return None
     from .pickles import scan_crlf_restored
 
     restored = scan_crlf_restored(path)
-    if restored.metadata.get("corrupt"):
-        return None
-    return (f"line endings were converted (every LF byte became CRLF: a text-mode copy or git autocrlf); with "
-            f"them restored the file is a valid pickle (verdict {restored.verdict})")
+    return None if restored.metadata.get("corrupt") else restored
+
+
+def _without_crlf_garbles(scan: PickleScan, restored: PickleScan) -> PickleScan:
+    """The scan of a CRLF-damaged pickle, minus what the damage made up: globals whose names end in the CR a
+    text-mode copy put before each LF (``copy_reg\r._reconstructor\r``) are no import any unpickler can
+    make (it fails on the first). Importable globals the damaged stream names stay, with their verdicts; the
+    release that saved it is read from the restored bytes when the damaged stream breaks off before it."""
+    garbled = [g for g in scan.globals if "\r" in g.module or "\r" in g.name]
+    if not garbled:
+        return scan
+    kept = tuple(g for g in scan.globals if g not in garbled)
+    made_up = tuple(f"imports {g.qualname}:" for g in garbled)
+    findings = tuple(f for f in scan.findings if not f.what.startswith(made_up))
+    meta = dict(scan.metadata)
+    if "sklearn_version" not in meta and restored.metadata.get("sklearn_version"):
+        meta["sklearn_version"] = restored.metadata["sklearn_version"]
+    verdict = worst([f.severity for f in findings if f.severity != "info"] + [g.verdict for g in kept])
+    return PickleScan(verdict, kept, findings, scan.streams, meta)
 
 
 def _format_findings(detection, code_scanned: bool = False):

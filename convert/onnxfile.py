@@ -50,6 +50,12 @@ def save(model, path: str | Path) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     path = Path(path)
     if isinstance(data, str):
@@ -59,6 +65,7 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
         raise BadInputError("output directory does not exist", path=directory, hint="create it first")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode open() would give it
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

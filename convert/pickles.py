@@ -87,6 +87,9 @@ class _Rules:
         self.unsafe_modules = dict(unsafe.get("modules", {}))
         self.unsafe_names = {(m, n): why for m, n, why in unsafe.get("names", ())}
         self.never_safe = {(m, n): why for m, n, why in unsafe.get("never_safe", ())}
+        # last name parts that spell a dangerous callable under any module (``tarfile.bltn_open``,
+        # ``random._os.system``, ``gzip.open``): unsafe unless the exact pair is on the allowlist
+        self.leaf_names = {n: why for n, why in unsafe.get("leaf_names", ())}
         # suspicious on their own, safe in a file where the scan saw them used harmlessly
         self.conditional = {(m, n): why for m, n, why in unsafe.get("conditional", ())}
         self.contexts = {k: tuple(v.get("module_prefixes", ())) for k, v in data.get("contexts", {}).items()}
@@ -133,6 +136,13 @@ def _unsafe_reason(module: str, name: str, rules: _Rules) -> str | None:
             why = rules.unsafe_names.get((mod, parts[j]))
             if why is not None:
                 return f"{mod}.{parts[j]} {why}"
+    for part in name.split("."):  # a module kept under a private name: ``argparse._os``, ``collections._sys``
+        bare = part.lstrip("_")
+        if bare != part:
+            bare = rules.aliases.get(bare, bare)
+            why = rules.unsafe_modules.get(bare)
+            if why is not None:
+                return f"{part} (the {bare} module) {why}"
     return None
 
 
@@ -154,6 +164,10 @@ def _verdict(module: str, name: str, context: str = "") -> tuple[str, str]:
     for prefix in rules.contexts.get(context, ()):
         if (module + ".").startswith(prefix):
             return "safe", f"{context} class"
+    leaf = name.rsplit(".", 1)[-1]
+    why = rules.leaf_names.get(leaf)
+    if why is not None:
+        return "unsafe", f"{leaf} {why} (a dangerous callable's name, under a module the allowlist does not vouch for)"
     return "suspicious", "not on the allowlist"
 
 
@@ -1631,6 +1645,9 @@ def _scan_zip(out: _Collector, zf: zipfile.ZipFile, policy: str, prefix: str = "
         try:
             with zf.open(info) as fh:
                 kind = _member_kind(fh.read(64), base, policy)
+            if kind is not None and kind.startswith("probe:"):
+                with zf.open(info) as fh:
+                    kind = _probed_member_kind(fh, kind[6:])
             if kind is None:
                 continue
             with zf.open(info) as fh:
@@ -1720,10 +1737,35 @@ def _member_kind(head: bytes, base: str, policy: str) -> str | None:
         return "pickle"  # named a pickle by the archive format (protocol 0/1 has no header)
     named = base.lower().endswith(_PICKLE_NAMES)
     compression = sniff_compression(head)
-    if compression and named:
-        return f"joblib:{compression}"
-    if named and head[:1] and head[0] in _OPCODES:
-        return "pickle"
+    if compression:  # a compressed joblib file under any name: confirmed by what it decompresses to
+        return f"joblib:{compression}" if named else f"probe:{compression}"
+    if head[:1] and head[0] in _OPCODES:
+        return "pickle" if named else "probe:text"  # protocol 0/1 has no header: confirmed by walking it
+    return None
+
+
+_PROBE_HEAD = 4096  # decompressed bytes looked at to tell a compressed pickle from other compressed data
+_PROBE_TEXT = 1 << 20  # bytes of a headerless candidate walked (as detect() does for files on disk)
+_TEXT_PICKLE_FIRST = frozenset(b"(}])NIJKLMFGSTUVXcdlPtp\x88\x89")  # opcodes a protocol 0/1 pickle starts with
+
+
+def _probed_member_kind(fh, what: str) -> str | None:
+    """An unnamed archive member that may still be a pickle (a loader that picks it by name does not care
+    what it is called): ``joblib:<compression>`` when it decompresses to one, ``pickle`` when its bytes walk
+    as a protocol 0/1 pickle, else None. Never runs anything; a decompressor error means "not this"."""
+    if what == "text":
+        prefix = fh.read(_PROBE_TEXT)
+        if not prefix or prefix[0] not in _TEXT_PICKLE_FIRST:
+            return None
+        return "pickle" if probe(prefix, complete=len(prefix) < _PROBE_TEXT, strict=True)[0] == "pickle" else None
+    try:
+        inner = _open_compressed(fh, what).read(_PROBE_HEAD)
+    except _Halt:  # lz4 without the lz4 module: scan it anyway, which says so (fail closed)
+        return f"joblib:{what}"
+    except Exception:  # noqa: BLE001 -- any decompressor error: not compressed data of this kind
+        return None
+    if inner and probe(inner, complete=len(inner) < _PROBE_HEAD)[0] == "pickle":
+        return f"joblib:{what}"
     return None
 
 
@@ -1778,10 +1820,13 @@ def _result(out: _Collector) -> PickleScan:
         meta["sklearn_version"] = versions[0]
         if len(versions) > 1:
             meta["sklearn_versions"] = versions
-    elif any(r.module.split(".", 1)[0] == "sklearn"
-             and ((r.module, r.name) in rules.estimators
-                  or (r.name[:1].isupper() and (r.module, r.name) not in rules.safe)) for r in refs):
-        meta["sklearn_version"] = "before 0.18"  # estimators carry _sklearn_version since 0.18
+    elif not out.corrupt and not any(f.severity == "unknown" for f in out.findings) and any(
+            r.module.split(".", 1)[0] == "sklearn"
+            and ((r.module, r.name) in rules.estimators
+                 or (r.name[:1].isupper() and (r.module, r.name) not in rules.safe)) for r in refs):
+        # estimators carry _sklearn_version since 0.18; its absence proves something only in a stream read to
+        # its end (a truncated or damaged one may just break off before the estimator's state)
+        meta["sklearn_version"] = "before 0.18"
     numpy_paths = {r.module.split(".")[1] for r in refs if r.module.startswith(("numpy.core.", "numpy._core."))}
     if numpy_paths:
         meta["numpy"] = ">=2" if "_core" in numpy_paths else "<2"

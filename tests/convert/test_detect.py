@@ -323,3 +323,13 @@ def test_detection_reads_a_bounded_prefix_of_huge_files(tmp_path):
     found = detect(path)
     assert found.format == "pickle"
     assert time.perf_counter() - started < 2.0
+
+
+def test_atomic_writes_get_the_mode_a_plain_write_would(tmp_path):
+    from convert.onnxfile import write_atomic
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = write_atomic(tmp_path / "atomic.txt", "x")
+    assert written.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

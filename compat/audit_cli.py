@@ -1,0 +1,140 @@
+"""``modelport audit``: every model file under one or more folders, in one pass: what it is, who wrote it,
+whether loading it would run foreign code, and (unless ``--static``) whether it still loads, converts to
+ONNX and computes the same. Importing this module is cheap: the audit and its renderers are imported by
+the handler."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+DESCRIPTION = """\
+Walk files and folders, find every model file (by its bytes, not its name) and report on each: format,
+framework, the library versions that saved it and whether they differ from the installed ones, and a
+safety verdict from a static scan that never runs the file's code. Unless --static, each file the scan
+calls safe is then loaded, converted to ONNX and checked against the original, each in a worker process
+with a timeout and a memory cap, so a crash or a hang costs one row, not the audit.
+
+safety verdicts (from the static scan):
+  safe        everything loading it would import is on modelport's allowlist for its framework
+  suspicious  it imports something not on the allowlist (often a class of the project that saved it);
+              loading it could run that code
+  unsafe      loading it runs code that can do anything: os.system, eval, exec, subprocess, ...
+  unknown     the scan could not read it to its end (corrupt, truncated, or a construct it does not
+              follow); never called safe
+
+steps (unless --static; only for files the scan calls safe, or every file with --trust):
+  load      open it with its framework (ok; weights: a state dict that needs its model's code; refused;
+            failed; crashed; timeout; out-of-memory)
+  convert   convert the loaded model to ONNX in memory (nothing is written)
+  check     run both on synthesized rows and compare every output
+"""
+
+EPILOG = """\
+exit codes:
+  0  nothing unsafe (with --strict: also nothing suspicious or unknown, and no failed load/convert/check)
+  1  an unsafe artifact; with --strict also a suspicious or unknown one, or a failed load/convert/check
+  2  bad input or usage: a path that does not exist, an output folder that does not exist, a bad option
+
+examples:
+  modelport audit models/                                  # table on stdout
+  modelport audit models/ --static --sarif audit.sarif     # scan only, for a code-scanning dashboard
+  modelport audit models/ more/model.pkl --jobs 4 --html audit.html --json audit.json
+  modelport audit models/ --strict --junit audit.xml       # CI: fail on anything not proven fine
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def add_parser(subparsers, formatter_class) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("audit", help="every model under a folder: safe? loads? converts? agrees?",
+                              formatter_class=formatter_class, description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively; symlinks are "
+                   "not followed)")
+    out = p.add_argument_group("reports (written atomically; the table goes to stdout in any case)")
+    out.add_argument("--json", metavar="FILE", help="everything, as JSON (schema modelport.audit/1)")
+    out.add_argument("--html", metavar="FILE", help="one self-contained page: charts, a sortable table, findings "
+                     "per file (fetches nothing)")
+    out.add_argument("--sarif", metavar="FILE", help="SARIF 2.1.0 for code-scanning dashboards (a result per "
+                     "finding and per failed step)")
+    out.add_argument("--junit", metavar="FILE", help="JUnit XML: a test case per file and aspect (safety, load, "
+                     "convert, check)")
+    run = p.add_argument_group("how")
+    run.add_argument("--static", action="store_true", help="only the static scan: nothing is loaded, converted or "
+                     "checked")
+    run.add_argument("--trust", action="store_true", help="also load files the scan does not call safe: their code "
+                     "runs in the worker processes (only for files from people you trust)")
+    run.add_argument("--jobs", type=_positive_int, metavar="N", help="worker processes (default: one per CPU)")
+    run.add_argument("--timeout", type=_positive_float, metavar="S", help="seconds per file, all its steps "
+                     "included (default: 300)")
+    run.add_argument("--memory", type=_positive_int, metavar="MB", help="memory cap per worker in MB (default: a "
+                     "share of the available memory, between 1 and 8 GB)")
+    run.add_argument("--strict", action="store_true", help="exit 1 also for suspicious or unknown files and for any "
+                     "failed load, convert or check")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table: the summary lines only")
+    p.set_defaults(func=cmd_audit)
+    return p
+
+
+def _check_outputs(args) -> list[tuple[str, str]]:
+    """(kind, path) for every report asked for; a missing folder is bad input before any work is done."""
+    from convert.errors import BadInputError
+
+    wanted = [(kind, getattr(args, kind)) for kind in ("json", "html", "sarif", "junit") if getattr(args, kind)]
+    for kind, path in wanted:
+        target = Path(path)
+        if target.is_dir():
+            raise BadInputError(f"--{kind} names a directory, not a file", path=target)
+        folder = target.parent if str(target.parent) else Path(".")
+        if not folder.is_dir():
+            raise BadInputError(f"the folder for --{kind} does not exist", path=folder, hint="create it first")
+    return wanted
+
+
+def cmd_audit(args) -> int:
+    from rich.text import Text
+
+    from .audits import DEFAULT_TIMEOUT, audit
+    from .audit_render import progress_bar, render_text, summary_lines, verdict, write
+    from .cli import console
+
+    wanted = _check_outputs(args)
+    out = console()
+    with progress_bar(enabled=False if args.quiet else None) as progress:
+        report = audit(args.paths, static=args.static, trust=args.trust, jobs=args.jobs,
+                       timeout=args.timeout or DEFAULT_TIMEOUT,
+                       memory=args.memory << 20 if args.memory else None, strict=args.strict, progress=progress)
+    if args.quiet:
+        for line in summary_lines(report):
+            out.print(line, markup=False, highlight=False)
+        code, line = verdict(report)
+        out.print(Text(line, style="bold red" if code else "bold green"))
+    else:
+        render_text(report, out)
+    for kind, path in wanted:
+        written = write(report, kind, path)
+        if not args.quiet:
+            out.print(f"wrote {written}", markup=False, highlight=False)
+    sys.stdout.flush()
+    return report.exit_code

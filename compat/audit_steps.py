@@ -1,0 +1,484 @@
+"""What an audit worker does with one file: the static facts (``convert.inspect``, which never runs the
+file's code), then, unless the audit is static, load, convert and check, each reported as soon as it is
+known so a crash is pinned on the step that caused it.
+
+Importing a framework (TensorFlow takes seconds) is not the artifact's time: before a step that needs
+one the worker imports it between ``clock`` messages, and the supervisor stops the artifact's deadline
+meanwhile (an import has its own, longer one). Otherwise whether a model "timed out" would depend on
+whether it was the first of its framework in its worker.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .audit_diagnose import classify, disagreement, refusal
+
+MAX_FINDINGS = 100
+CHECK_ROWS = 1000
+# formats that are data rather than models: a row only when they carry something to scan
+DATA_FORMATS = {"npy": "data: a numpy array", "npz": "data: numpy arrays",
+                "hdf5": "data: an HDF5 file that is not a Keras model", "zip": "data: a zip archive holding no model"}
+# detect() refusals that describe a damaged model file rather than a file that is no model
+_DAMAGED = {"a damaged zip archive": "zip", "a .npy file with an unreadable header": "npy"}
+
+
+_MEMORY = 0  # bytes of private memory one artifact may add (the audit's --memory), 0: no cap
+
+
+def set_memory(memory: int) -> None:
+    """Cap what the worker may allocate from now on (see ``recap``)."""
+    global _MEMORY
+    _MEMORY = max(0, int(memory))
+    recap()
+
+
+def recap() -> None:
+    """Set RLIMIT_DATA to the private memory the worker holds now plus the cap, so one huge allocation
+    fails at once with MemoryError. Relative on purpose: frameworks reserve large private ranges they never
+    touch (OpenBLAS thread buffers, TensorFlow arenas: VmData of a worker with TensorFlow and scikit-learn
+    loaded passes 1.5 GB at 0.8 GB resident), and whatever earlier artifacts imported must not count against
+    this one. The supervisor's watch on the resident set is what enforces the cap on the whole worker."""
+    if _MEMORY <= 0:
+        return
+    try:
+        import resource
+
+        with open("/proc/self/status", "rb") as fh:
+            held = next(int(line.split()[1]) * 1024 for line in fh if line.startswith(b"VmData:"))
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        soft = held + _MEMORY if hard == resource.RLIM_INFINITY else min(held + _MEMORY, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass  # no /proc or no RLIMIT_DATA: the supervisor's resident-set watch still applies
+
+
+def run_task(task: dict, send) -> None:
+    """Answer one task: ``static`` (or ``skip``), then ``load``/``convert``/``check`` unless static, then
+    ``done`` (with ``recycle`` when the worker ran code it should not be trusted with afterwards)."""
+    import convert
+    from convert.errors import BadInputError
+
+    path = Path(task["path"])
+    recap()
+    try:
+        artifact = convert.inspect(path)
+    except BadInputError as exc:
+        damaged = next((fmt for prefix, fmt in _DAMAGED.items() if exc.message.startswith(prefix)), None)
+        if damaged is None:
+            send({"stage": "static", "skip": f"not a model: {_plain(exc.message)}"})
+            send({"stage": "done"})
+            return
+        send({"stage": "static", **_unreadable(path, damaged, exc.message)})
+        if not task.get("static"):
+            _send_steps(send, [("load", _outcome("failed", f"corrupt: {exc.message}", "corrupt"))])
+        send({"stage": "done"})
+        return
+    except MemoryError:
+        send({"stage": "static", **_unreadable(path, None, "the static scan ran out of memory")})
+        send({"stage": "done", "recycle": True})
+        return
+    except Exception as exc:  # noqa: BLE001 -- a scanner bug must cost one row (fail closed), not the worker
+        why = f"the static scan failed ({type(exc).__name__}: {str(exc)[:200]})"
+        send({"stage": "static", **_unreadable(path, None, why)})
+        if not task.get("static"):
+            _send_steps(send, [("load", _outcome("failed", f"not loaded: {why}", "other"))])
+        send({"stage": "done", "recycle": True})
+        return
+    skip = _data_only(artifact)
+    if skip:
+        send({"stage": "static", "skip": skip})
+        send({"stage": "done"})
+        return
+    send({"stage": "static", **static_facts(artifact)})
+    if task.get("static"):
+        send({"stage": "done"})
+        return
+    trust = bool(task.get("trust"))
+    tainted = trust and artifact.safety != "safe"
+    sent: list[str] = []
+    short_of_memory = False
+    try:
+        for step, outcome in steps(artifact, trust):
+            if step == CLOCK:
+                send({"stage": CLOCK, **outcome})
+                continue
+            send({"stage": step, step: outcome})
+            sent.append(step)
+            short_of_memory |= outcome.get("status") == "out-of-memory"
+    except MemoryError:  # RLIMIT_DATA: the step that was running ran out of memory
+        running = next(s for s in ("load", "convert", "check") if s not in sent)
+        _send_steps(send, [(running, _outcome("out-of-memory", "ran out of memory (allocation refused at the cap)",
+                                              "out-of-memory"))], skip_before=sent)
+        send({"stage": "done", "recycle": True})
+        return
+    except Exception as exc:  # noqa: BLE001 -- whatever escapes a step is that step's failure, not the worker's
+        running = next(s for s in ("load", "convert", "check") if s not in sent)
+        _send_steps(send, [(running, _outcome("failed", f"{type(exc).__name__}: {str(exc)[:300]}", "other"))],
+                    skip_before=sent)
+        send({"stage": "done", "recycle": True})
+        return
+    # a worker that ran untrusted code, or hit the memory cap (its heap stays fragmented), is replaced
+    send({"stage": "done", "recycle": tainted or short_of_memory})
+
+
+def _plain(message: str) -> str:
+    return message.replace("not a model file modelport knows: ", "")
+
+
+def _send_steps(send, given: list, skip_before=()) -> None:
+    """Send ``given`` (step, outcome) pairs, then mark the later steps not reached."""
+    done = set(skip_before) | {step for step, _ in given}
+    for step, outcome in given:
+        send({"stage": step, step: outcome})
+    for step in ("load", "convert", "check"):
+        if step not in done:
+            send({"stage": step, step: _outcome("skipped", "not reached")})
+
+
+def _unreadable(path: Path, fmt: str | None, why: str) -> dict:
+    size = path.stat().st_size if path.is_file() else 0
+    return {"format": fmt, "framework": None, "size": size, "sha256": "", "saved_with": {}, "safety": "unknown",
+            "findings": [{"what": f"corrupt or unreadable: {why}", "severity": "unknown", "where": ""}],
+            "flagged": []}
+
+
+def _data_only(artifact) -> str | None:
+    """The skip reason for a data file that carries nothing to scan (no pickle, nothing flagged)."""
+    if artifact.format not in DATA_FORMATS:
+        return None
+    scan = artifact.details.get("pickle_scan") or {}
+    if artifact.safety != "safe" or scan.get("streams") or scan.get("npy_object_arrays"):
+        return None
+    return DATA_FORMATS[artifact.format]
+
+
+def static_facts(artifact) -> dict:
+    findings = sorted(artifact.findings, key=lambda f: ("unsafe", "suspicious", "unknown", "info").index(f.severity)
+                      if f.severity in ("unsafe", "suspicious", "unknown", "info") else 4)
+    facts = {
+        "format": artifact.format, "framework": artifact.framework, "size": artifact.size, "sha256": artifact.sha256,
+        "saved_with": dict(artifact.saved_with), "safety": artifact.safety,
+        "findings": [{"what": f.what, "severity": f.severity, "where": f.where} for f in findings[:MAX_FINDINGS]],
+        "flagged": [g.qualname for g in artifact.globals if g.verdict != "safe"][:MAX_FINDINGS],
+    }
+    if len(findings) > MAX_FINDINGS:
+        facts["findings"].append({"what": f"{len(findings) - MAX_FINDINGS} more findings not listed",
+                                  "severity": "info", "where": ""})
+    return facts
+
+
+def _outcome(status: str, reason: str, category: str | None = None, seconds: float = 0.0, **details) -> dict:
+    out = {"status": status, "reason": reason, "seconds": round(seconds, 3)}
+    if category:
+        out["category"] = category
+    if details:
+        out["details"] = details
+    return out
+
+
+def _not_reached(why: str):
+    yield "convert", _outcome("skipped", why)
+    yield "check", _outcome("skipped", why)
+
+
+CLOCK = "clock"  # a pseudo-step: pause / resume the artifact's deadline around framework imports
+
+# what each step imports, by format (and framework for pickles): warmed up outside the artifact's clock.
+# TensorFlow, Keras and tf2onnx go through the adapter's importers (environment, Keras backend, quiet logs).
+_FRAMEWORKS = {
+    "sklearn": (("sklearn", "joblib"), ("skl2onnx",), ("onnxruntime",)),
+    "torch": (("torch",), ("torch.onnx", "onnxscript"), ("onnxruntime",)),
+    "tensorflow": (("tensorflow", "keras"), ("tf2onnx",), ("onnxruntime",)),
+    "onnx": (("onnxruntime",), (), ()),
+}
+_TF_IMPORTERS = {"tensorflow": "tensorflow", "keras": "keras", "tf2onnx": "tf2onnx"}  # module -> _tf_env function
+_FRAMEWORK_OF_FORMAT = {"torch-zip": "torch", "torch-legacy": "torch", "torchscript": "torch", "torch-export": "torch",
+                        "keras": "tensorflow", "keras-h5": "tensorflow", "savedmodel": "tensorflow", "onnx": "onnx",
+                        "skops": "sklearn"}
+
+
+def warm(artifact, step: str):
+    """Import what ``step`` needs for this artifact, bracketed by clock messages (yields them). Only
+    library modules are imported, never anything the file names; an ImportError is left for the step to
+    report."""
+    framework = _FRAMEWORK_OF_FORMAT.get(artifact.format) or (
+        "sklearn" if artifact.framework == "sklearn" else None)
+    if framework is None:
+        return
+    modules = [m for m in _FRAMEWORKS[framework][("load", "convert", "check").index(step)] if m not in sys.modules]
+    if not modules:
+        return
+    yield CLOCK, {"paused": True, "importing": ", ".join(modules)}
+    for name in modules:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if name in _TF_IMPORTERS:
+                    from convert.adapters import _tf_env
+
+                    getattr(_tf_env, _TF_IMPORTERS[name])()
+                else:
+                    __import__(name)
+        except Exception:  # noqa: BLE001,S110 -- missing or broken: the step itself says so, with the reason
+            pass
+    recap()  # what the import reserved is the framework's, not the artifact's
+    yield CLOCK, {"paused": False}
+
+
+# ------------------------------------------------------------------------------------------- steps
+
+
+def steps(artifact, trust: bool):
+    """(step, outcome dict) for load, convert and check, in order."""
+    corrupt = artifact.details.get("corrupt")
+    if corrupt:
+        cause = artifact.details.get("corrupt_cause")
+        yield "load", _outcome("failed", f"corrupt: {cause or corrupt}", "corrupt")
+        yield from _not_reached("not loaded")
+        return
+    if artifact.safety != "safe" and not trust:
+        category, reason = refusal(artifact)
+        yield "load", _outcome("refused", reason, category)
+        yield from _not_reached("not loaded (pass --trust to load files whose scan is not safe)")
+        return
+    handler = _HANDLERS.get(artifact.format, _native)
+    yield from handler(artifact, trust)
+
+
+def _onnx(artifact, trust: bool):
+    yield from warm(artifact, "load")
+    t0 = time.perf_counter()
+    try:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        status, category, reason = classify(exc, artifact)
+        yield "load", _outcome(status, reason, category, time.perf_counter() - t0)
+        yield from _not_reached("not loaded")
+        return
+    ins = ", ".join(i.name for i in session.get_inputs())
+    outs = ", ".join(o.name for o in session.get_outputs())
+    yield "load", _outcome("ok", f"onnxruntime {ort.__version__} opens it (inputs {ins}; outputs {outs})",
+                           seconds=time.perf_counter() - t0)
+    yield "convert", _outcome("not-needed", "already ONNX")
+    yield "check", _outcome("skipped", "no native model to compare with (modelport check NATIVE MODEL.onnx)")
+
+
+def _safetensors(artifact, trust: bool):
+    d = artifact.details
+    dtypes = d.get("dtypes", {})
+    yield "load", _outcome("weights", f"weights: {d.get('tensors', 0)} tensors, {d.get('parameters', 0):,} parameters, "
+                           f"{_dtypes(dtypes)}", tensors=d.get("tensors", 0), parameters=d.get("parameters", 0),
+                           dtypes=dtypes)
+    yield "convert", _outcome("needs-input", "weights only: needs the model's code (convert a torch state dict "
+                              "with --model-class)", "needs-input")
+    yield "check", _outcome("skipped", "nothing converted")
+
+
+def _data(artifact, trust: bool):
+    yield "load", _outcome("skipped", f"{artifact.format} file: data, not a model")
+    yield from _not_reached("not a model")
+
+
+def _dtypes(counts: dict) -> str:
+    return ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "no tensors"
+
+
+def _torch_weights(artifact, trust: bool) -> dict | None:
+    """A torch.save file holding a state dict (or a checkpoint with one) and no module: what it weighs.
+    None when it holds a pickled module (then the adapter loads it, with --trust)."""
+    from convert.adapters import _torch_load as tl
+    from convert.adapters.base import Hints
+
+    torch = tl.require_torch()
+    hints = Hints(trust=trust)
+    tl.gate(artifact, hints)
+    obj = tl._torch_load(artifact, hints, torch)
+    module, _ = tl._find_module(obj, torch)
+    if module is not None:
+        return None
+    key, state = tl.find_state_dict(obj, None, artifact, [])
+    tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
+    dtypes: dict = {}
+    for t in tensors:
+        name = str(t.dtype).replace("torch.", "")
+        dtypes[name] = dtypes.get(name, 0) + 1
+    return {"tensors": len(tensors), "parameters": int(sum(t.numel() for t in tensors)), "dtypes": dtypes,
+            "state_key": key}
+
+
+def _native(artifact, trust: bool):
+    import convert
+    from convert.adapters.base import Hints
+
+    if artifact.format in ("pickle", "joblib") and not _has_adapter(artifact):
+        yield from _plain_pickle(artifact, trust)
+        return
+    yield from warm(artifact, "load")
+    t0 = time.perf_counter()
+    script = None
+    try:
+        weights = _torch_weights(artifact, trust) if artifact.format in ("torch-zip", "torch-legacy") else None
+        if weights is not None:
+            where = f" under key {weights['state_key']!r}" if weights["state_key"] else ""
+            yield "load", _outcome("weights", f"state dict{where}: {weights['tensors']} tensors, "
+                                   f"{weights['parameters']:,} parameters, {_dtypes(weights['dtypes'])}",
+                                   seconds=time.perf_counter() - t0, **weights)
+            yield "convert", _outcome("needs-input", "needs --model-class (the class that rebuilds the model from "
+                                      "this state dict)", "needs-input")
+            yield "check", _outcome("skipped", "nothing converted")
+            return
+        if artifact.format == "torchscript":  # loads on its own; converting may need what it does not record
+            script = _torchscript(artifact, trust)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = convert.load(artifact, Hints(trust=trust))
+    except Exception as exc:
+        status, category, reason = classify(exc, artifact)
+        if script is not None and status == "needs-input":
+            yield "load", _outcome("ok", script, seconds=time.perf_counter() - t0)
+            yield "convert", _outcome("needs-input", reason, category)
+            yield "check", _outcome("skipped", "nothing converted")
+            return
+        yield "load", _outcome(status, reason, category, time.perf_counter() - t0)
+        yield from _not_reached("not loaded")
+        return
+    what = loaded.facts.get("estimator") or loaded.adapter
+    # what loading noticed (the release that saved it first, then what the adapter did about it)
+    notes = sorted(loaded.notes, key=lambda n: "saved with" not in n)
+    yield "load", _outcome("ok", "; ".join([str(what), *notes]), seconds=time.perf_counter() - t0,
+                           signature=loaded.signature.describe())
+    yield from _convert_and_check(loaded, artifact)
+
+
+def _has_adapter(artifact) -> bool:
+    from convert import adapters
+    from convert.errors import UnsupportedModelError
+
+    try:
+        adapters.for_artifact(artifact)
+    except UnsupportedModelError:
+        return False
+    return True
+
+
+def _plain_pickle(artifact, trust: bool):
+    """A pickle or joblib file no adapter converts (a dict of settings, a model of a library modelport does
+    not know): loading it is still a fact worth having. Safe files go through the allowlisting unpickler;
+    the rest only get here with trust."""
+    from convert.safeload import load_pickle
+
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = load_pickle(artifact, trust)
+    except Exception as exc:
+        status, category, reason = classify(exc, artifact)
+        yield "load", _outcome(status, reason, category, time.perf_counter() - t0)
+        yield from _not_reached("not loaded")
+        return
+    what = _describe_object(obj)
+    yield "load", _outcome("ok", f"loads as {what}", seconds=time.perf_counter() - t0, type=what)
+    yield "convert", _outcome("unsupported", f"no modelport adapter converts {what}", "other")
+    yield "check", _outcome("skipped", "nothing converted")
+
+
+def _describe_object(obj) -> str:
+    kind = type(obj)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    try:
+        size = len(obj)
+    except Exception:  # noqa: BLE001 -- any object: len() may be missing or raise
+        return f"a {name}"
+    return f"a {name} of {size} item{'s' if size != 1 else ''}"
+
+
+def _torchscript(artifact, trust: bool) -> str:
+    """Load a TorchScript archive with torch.jit.load; its one-line description."""
+    from convert.adapters import _torch_load as tl
+    from convert.adapters.base import Hints
+
+    native = tl.load_script(artifact, Hints(trust=trust))
+    return native.description
+
+
+def _convert_and_check(loaded, artifact):
+    """The plain conversion is the convert step; the check runs it on synthesized rows and, when it
+    disagrees, tries the adapter's remedies in order (as ``modelport convert`` does)."""
+    import convert
+    from convert.errors import UnsupportedModelError
+
+    from .harness import OnnxRunFailed, check
+
+    yield from warm(artifact, "convert")
+    t0 = time.perf_counter()
+    remedies = list(convert.remedies(loaded))
+    tried: list[str] = []
+    converted, index = None, 0
+    for index, remedy in enumerate(remedies):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                converted = convert.to_onnx(loaded, remedy=remedy)
+            break
+        except UnsupportedModelError as exc:
+            tried.append(f"{remedy or 'plain'}: {exc.message}")
+        except Exception as exc:
+            status, category, reason = classify(exc)
+            yield "convert", _outcome("failed" if status == "unsupported" else status, reason, category,
+                                      time.perf_counter() - t0)
+            yield "check", _outcome("skipped", "nothing converted")
+            return
+    if converted is None:
+        yield "convert", _outcome("unsupported", tried[0] if tried else "no conversion available", "other",
+                                  time.perf_counter() - t0)
+        yield "check", _outcome("skipped", "nothing converted")
+        return
+    from convert.onnxfile import opset_of
+
+    label = f"remedy {converted.remedy}" if converted.remedy else "plain conversion"
+    yield "convert", _outcome("ok", f"{label}, opset {opset_of(converted.model)}", seconds=time.perf_counter() - t0,
+                              remedy=converted.remedy)
+    yield from warm(artifact, "check")
+    t1 = time.perf_counter()
+    attempts = []
+    for remedy in remedies[index:]:
+        if remedy != converted.remedy or attempts:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    converted = convert.to_onnx(loaded, remedy=remedy)
+            except UnsupportedModelError as exc:
+                attempts.append(f"{remedy}: unavailable ({exc.message})")
+                continue
+        try:
+            report = check(loaded, converted.model, rows=CHECK_ROWS)
+        except OnnxRunFailed as exc:
+            attempts.append(f"{remedy or 'plain'}: the graph does not run ({exc.message})")
+            continue
+        except Exception as exc:
+            _, category, reason = classify(exc)
+            yield "check", _outcome("error", reason, category, time.perf_counter() - t1)
+            return
+        rows = report.inputs.get("rows")
+        if report.passed:
+            how = f" with remedy {remedy}" if remedy else ""
+            before = f" (before: {'; '.join(attempts)})" if attempts else ""
+            yield "check", _outcome("pass", f"outputs agree on {rows} synthesized rows{how}{before}",
+                                    seconds=time.perf_counter() - t1, rows=rows, remedy=remedy)
+            return
+        bad = [o for o in report.outputs if not o.passed]
+        attempts.append(f"{remedy or 'plain'}: " + ", ".join(f"{o.name} {o.mismatched}/{o.total} differ" for o in bad))
+    cause = disagreement(artifact)  # a known reason for the disagreement, read from the static facts
+    category, why = cause if cause else ("other", "")
+    yield "check", _outcome("fail", "disagrees: " + "; ".join(attempts) + (f". Cause: {why}" if why else ""), category,
+                            time.perf_counter() - t1)
+
+
+_HANDLERS = {"onnx": _onnx, "safetensors": _safetensors, "npy": _data, "npz": _data, "hdf5": _data, "zip": _data}

@@ -1,0 +1,412 @@
+"""Audit a folder of model files in one pass: what each file is, who wrote it, whether loading it would
+run foreign code, and (unless ``static``) whether it still loads, converts to ONNX and computes the same.
+
+    import compat
+    report = compat.audit(["models/"], jobs=4)
+    print(report.summary["safety"], report.exit_code)
+    open("audit.json", "w").write(report.to_json())
+
+Every file is read in worker processes (``compat.audit_pool``): the static pass never unpickles, and the
+dynamic steps run with a timeout and a memory cap per artifact, so a crash, a hang or an out-of-memory
+costs one row, never the audit (the lost worker is replaced; ``report.workers`` counts them). The time a
+worker spends importing a framework is not charged to the artifact's timeout. Without ``trust`` an
+artifact whose static verdict is not ``safe`` is never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from convert.errors import BadInputError
+
+AUDIT_SCHEMA = "modelport.audit/1"
+STEPS = ("load", "convert", "check")
+DEFAULT_TIMEOUT = 300.0  # seconds per artifact, every step included
+SAFETY = ("safe", "suspicious", "unsafe", "unknown")
+
+# step statuses that mean "it was tried and did not work" (--strict fails on them)
+FAILED = frozenset(("failed", "crashed", "timeout", "out-of-memory", "fail", "error"))
+# statuses per step, for renderers and documentation
+STATUSES = {
+    "load": ("ok", "weights", "needs-input", "refused", "failed", "unsupported", "crashed", "timeout", "out-of-memory",
+             "skipped"),
+    "convert": ("ok", "needs-input", "unsupported", "not-needed", "failed", "crashed", "timeout", "out-of-memory",
+                "skipped"),
+    "check": ("pass", "fail", "error", "skipped", "crashed", "timeout", "out-of-memory"),
+}
+
+
+@dataclass
+class Outcome:
+    """How one step went: ``status`` (see STATUSES), a one-line ``reason``, and for failures a ``category``:
+    ``version-drift`` | ``missing-class`` | ``corrupt`` | ``unsafe`` | ``needs-input`` | ``dependency`` |
+    ``crash`` | ``timeout`` | ``out-of-memory`` | ``other``."""
+
+    status: str
+    reason: str = ""
+    category: str | None = None
+    seconds: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED
+
+    def to_dict(self) -> dict:
+        out = {"status": self.status, "reason": self.reason, "seconds": round(self.seconds, 3)}
+        if self.category:
+            out["category"] = self.category
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Outcome":
+        return cls(d["status"], d.get("reason", ""), d.get("category"), d.get("seconds", 0.0), d.get("details", {}))
+
+
+@dataclass
+class AuditRow:
+    """One artifact. ``path`` is relative to ``root``; ``load``/``convert``/``check`` are None with ``static``."""
+
+    path: str
+    root: str
+    format: str | None
+    framework: str | None
+    size: int = 0
+    sha256: str = ""
+    saved_with: dict = field(default_factory=dict)
+    installed: dict = field(default_factory=dict)
+    drift: dict = field(default_factory=dict)  # key -> "same" | "older" | "newer" | "unknown"
+    safety: str = "unknown"
+    findings: list[dict] = field(default_factory=list)  # {"what", "severity", "where"}
+    flagged: list[str] = field(default_factory=list)  # globals that are not on the allowlist
+    load: Outcome | None = None
+    convert: Outcome | None = None
+    check: Outcome | None = None
+    seconds: float = 0.0
+    peak_rss_mb: float | None = None
+
+    def outcome(self, step: str) -> Outcome | None:
+        return getattr(self, step)
+
+    @property
+    def failed(self) -> bool:
+        return any(o is not None and o.failed for o in (self.load, self.convert, self.check))
+
+    @property
+    def drifted(self) -> list[str]:
+        """``key saved → installed`` for every library whose version differs from the one installed."""
+        return [f"{k} {self.saved_with.get(k)} → {self.installed.get(k)}" for k, d in self.drift.items()
+                if d in ("older", "newer")]
+
+    def to_dict(self) -> dict:
+        out = {"path": self.path, "root": self.root, "format": self.format, "framework": self.framework,
+               "size": self.size, "sha256": self.sha256, "saved_with": self.saved_with, "installed": self.installed,
+               "drift": self.drift, "safety": self.safety, "findings": self.findings, "flagged": self.flagged}
+        for step in STEPS:
+            o = self.outcome(step)
+            if o is not None:
+                out[step] = o.to_dict()
+        out["seconds"] = round(self.seconds, 3)
+        if self.peak_rss_mb is not None:
+            out["peak_rss_mb"] = round(self.peak_rss_mb, 1)
+        return out
+
+
+@dataclass
+class Skipped:
+    """A file that is no model (or could not be read as one), counted with the reason."""
+
+    path: str
+    root: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "root": self.root, "reason": self.reason}
+
+
+@dataclass
+class AuditReport:
+    roots: list[str]
+    artifacts: list[AuditRow]
+    skipped: list[Skipped] = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    schema: str = AUDIT_SCHEMA
+    workers: dict = field(default_factory=dict)  # {"started", "lost", "recycled"}: worker processes
+
+    @property
+    def strict(self) -> bool:
+        return bool(self.options.get("strict"))
+
+    def failing(self, row: AuditRow) -> bool:
+        """Does this row make the audit exit 1? Unsafe always; with strict also suspicious/unknown and
+        any failed step."""
+        if row.safety == "unsafe":
+            return True
+        return self.strict and (row.safety != "safe" or row.failed)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(self.failing(r) for r in self.artifacts) else 0
+
+    @property
+    def summary(self) -> dict:
+        def count(values) -> dict:
+            out: dict = {}
+            for v in values:
+                out[v] = out.get(v, 0) + 1
+            return dict(sorted(out.items(), key=lambda kv: (-kv[1], str(kv[0]))))
+
+        reasons = count(_skip_kind(s.reason) for s in self.skipped)
+        summary = {
+            "artifacts": len(self.artifacts),
+            "skipped": len(self.skipped),
+            "skipped_by_reason": reasons,
+            "formats": count(r.format or "unknown" for r in self.artifacts),
+            "frameworks": count(r.framework or "unknown" for r in self.artifacts),
+            "safety": {k: sum(r.safety == k for r in self.artifacts) for k in SAFETY},
+        }
+        if not self.options.get("static"):
+            for step in STEPS:
+                summary[step] = count(r.outcome(step).status for r in self.artifacts if r.outcome(step) is not None)
+        summary["failed"] = sum(r.failed for r in self.artifacts)
+        summary["drifted"] = sum(bool(r.drifted) for r in self.artifacts)
+        summary["exit_code"] = self.exit_code
+        return summary
+
+    def to_dict(self) -> dict:
+        return {"schema": self.schema, "roots": self.roots, "options": self.options, "summary": self.summary,
+                "artifacts": [r.to_dict() for r in self.artifacts], "skipped": [s.to_dict() for s in self.skipped],
+                "environment": self.environment, "seconds": round(self.seconds, 3), "workers": self.workers}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=str) + "\n"
+
+
+def _skip_kind(reason: str) -> str:
+    """The short kind of a skip reason (``not a model: a CSV text file`` -> ``not a model``)."""
+    return reason.split(":", 1)[0]
+
+
+# ---------------------------------------------------------------------------------------------- walk
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file (or SavedModel folder) to look at: absolute path, the root it was found under, relative path."""
+
+    path: Path
+    root: Path
+    rel: str
+
+
+def walk(paths) -> tuple[list[Entry], list[Skipped]]:
+    """Every file under ``paths`` (recursively, symlinks not followed; a SavedModel folder is one entry).
+    Raises BadInputError for a path that does not exist."""
+    entries: list[Entry] = []
+    skipped: list[Skipped] = []
+    seen: set[Path] = set()  # a file named twice (itself and inside a folder given too) is audited once
+
+    def add(entry: Entry) -> None:
+        if entry.path not in seen:
+            seen.add(entry.path)
+            entries.append(entry)
+
+    for given in paths:
+        root = Path(given)
+        if not root.exists() and not root.is_symlink():
+            raise BadInputError("no such file or directory", path=root, hint="check the path")
+        if root.is_file() or _is_savedmodel(root):
+            add(Entry(root.resolve(), root.resolve().parent, root.name))
+            continue
+        base = root.resolve()
+        for folder, dirs, files in os.walk(base, followlinks=False):
+            here = Path(folder)
+            dirs.sort()
+            for d in list(dirs):
+                sub = here / d
+                if sub.is_symlink():
+                    skipped.append(Skipped(_rel(sub, base), str(base), "symlink: not followed"))
+                    dirs.remove(d)
+                elif _is_savedmodel(sub):
+                    add(Entry(sub, base, _rel(sub, base)))
+                    dirs.remove(d)
+            for name in sorted(files):
+                p = here / name
+                rel = _rel(p, base)
+                if p.is_symlink():
+                    skipped.append(Skipped(rel, str(base), "symlink: not followed"))
+                elif not p.is_file():
+                    skipped.append(Skipped(rel, str(base), "not a regular file"))
+                else:
+                    add(Entry(p, base, rel))
+    return entries, skipped
+
+
+def _rel(p: Path, base: Path) -> str:
+    return p.relative_to(base).as_posix()
+
+
+def _is_savedmodel(p: Path) -> bool:
+    return p.is_dir() and ((p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file())
+
+
+# ------------------------------------------------------------------------------------------- versions
+
+
+def installed_versions() -> dict:
+    """What is installed, under the keys of ``Artifact.saved_with`` (read from metadata: no imports but
+    onnx's opset table, and only when asked by an ONNX artifact)."""
+    from .inspect_view import installed_version
+
+    found = {k: installed_version(k) for k in ("sklearn", "torch", "keras", "tensorflow")}
+    if found.get("keras"):
+        found["keras_backend"] = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return {k: v for k, v in found.items() if v}
+
+
+def _onnx_installed() -> dict:
+    try:
+        import onnx
+    except ImportError:
+        return {}
+    return {"onnx_opset": onnx.defs.onnx_opset_version(), "onnx_ir": onnx.IR_VERSION}
+
+
+def _version_tuple(v) -> tuple | None:
+    import re
+
+    if isinstance(v, int):
+        return (v,)
+    if not isinstance(v, str):
+        return None
+    if v.startswith("before "):
+        t = _version_tuple(v[7:])
+        return None if t is None else t[:-1] + (t[-1] - 1,) + (999,)
+    m = re.match(r"(\d+(?:\.\d+)*)", v)
+    return tuple(int(x) for x in m.group(1).split(".")) if m else None
+
+
+def drift(saved_with: dict, installed: dict) -> dict:
+    """Per library: ``same`` | ``older`` (saved with an older release than installed) | ``newer`` |
+    ``unknown`` (not comparable) | ``not installed``."""
+    out = {}
+    for key, saved in saved_with.items():
+        if key not in _DRIFT_KEYS:
+            continue
+        now = installed.get(key)
+        if now is None:
+            out[key] = "not installed"
+            continue
+        if key == "keras_backend":
+            out[key] = "same" if saved == now else "newer"
+            continue
+        a, b = _version_tuple(saved), _version_tuple(now)
+        if a is None or b is None:
+            out[key] = "unknown"
+        else:
+            n = max(len(a), len(b))
+            a, b = a + (0,) * (n - len(a)), b + (0,) * (n - len(b))
+            out[key] = "same" if a == b else "older" if a < b else "newer"
+    return out
+
+
+_DRIFT_KEYS = ("sklearn", "torch", "keras", "keras_backend", "tensorflow", "onnx_opset", "onnx_ir")
+
+
+# ---------------------------------------------------------------------------------------------- audit
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def default_memory(jobs: int) -> int:
+    """Bytes per worker: 80% of the available memory shared by the workers, between 1 and 8 GiB."""
+    available = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if available is None:
+        return 4 << 30
+    return int(min(8 << 30, max(1 << 30, available * 0.8 / max(jobs, 1))))
+
+
+def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None = None,
+          timeout: float = DEFAULT_TIMEOUT, memory: int | None = None, strict: bool = False,
+          progress: Callable[[int, int, object], None] | None = None) -> AuditReport:
+    """Audit every artifact under ``paths`` (files or folders). ``memory`` is bytes per worker (default: a
+    share of the available memory); ``progress(done, total, row_or_skipped)`` is called as results come."""
+    from .audit_pool import Pool
+    from .report import environment
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise BadInputError("nothing to audit", hint="give one or more files or folders")
+    if timeout is None or timeout <= 0:
+        raise BadInputError(f"timeout must be positive, got {timeout}")
+    t0 = time.perf_counter()
+    jobs = jobs or default_jobs()
+    memory = memory or default_memory(jobs)
+    entries, skipped = walk(paths)
+    total = len(entries) + len(skipped)
+    done = len(skipped)
+    if progress:
+        for s in skipped:
+            progress(done, total, s)
+    rows: list[AuditRow] = []
+    installed = installed_versions()
+    onnx_installed: dict | None = None
+    tasks = [{"path": str(e.path), "rel": e.rel, "root": str(e.root), "static": static, "trust": trust}
+             for e in entries]
+    with Pool(jobs=min(jobs, max(len(tasks), 1)), timeout=timeout, memory=memory) as pool:
+        for task, result in pool.run(tasks):
+            done += 1
+            if result.get("skip"):
+                item: object = Skipped(task["rel"], task["root"], result["skip"])
+                skipped.append(item)
+            else:
+                if result.get("format") == "onnx" and onnx_installed is None:
+                    onnx_installed = _onnx_installed()
+                item = _row(task, result, dict(installed, **(onnx_installed or {})), static)
+                rows.append(item)
+            if progress:
+                progress(done, total, item)
+        workers = pool.stats()
+    rows.sort(key=lambda r: (r.root, r.path))
+    skipped.sort(key=lambda s: (s.root, s.path))
+    options = {"static": static, "trust": trust, "jobs": jobs, "timeout": timeout, "memory_mb": memory >> 20,
+               "strict": strict}
+    return AuditReport([str(p) for p in paths], rows, skipped, options, environment(),
+                       time.perf_counter() - t0, workers=workers)
+
+
+def _row(task: dict, result: dict, installed: dict, static: bool) -> AuditRow:
+    saved = result.get("saved_with", {})
+    relevant = {k: v for k, v in installed.items() if k in saved}
+    row = AuditRow(
+        path=task["rel"], root=task["root"], format=result.get("format"), framework=result.get("framework"),
+        size=result.get("size", 0), sha256=result.get("sha256", ""), saved_with=saved, installed=relevant,
+        drift=drift(saved, installed), safety=result.get("safety", "unknown"), findings=result.get("findings", []),
+        flagged=result.get("flagged", []), seconds=result.get("seconds", 0.0), peak_rss_mb=result.get("peak_rss_mb"))
+    if not static:
+        for step in STEPS:
+            o = result.get(step)
+            setattr(row, step, Outcome.from_dict(o) if o else Outcome("skipped", "not reached"))
+    return row
