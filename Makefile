@@ -35,7 +35,7 @@ test: $(VENV)/.installed-test
 PEERS := benchmarks/.data/peers
 $(PEERS)/.installed: | $(PY)
 	$(PYTHON) -m venv $(PEERS)
-	$(PEERS)/bin/python -m pip install -q 'picklescan>=0.0.30' 'modelscan>=0.8' 'fickling>=0.1'
+	$(PEERS)/bin/python -m pip install -q 'picklescan>=0.0.30' 'modelscan>=0.8' 'fickling>=0.1' typing_extensions  # fickling imports it undeclared
 	touch $@
 
 bench: $(VENV)/.installed-test $(PEERS)/.installed

@@ -5,7 +5,9 @@ Target: at least the speed of the fastest of them; `--jobs` scaling shown."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 
 from _measure import DATA, PY, ROOT, measure
@@ -54,18 +56,20 @@ for i in range(n):
 FICKLING = r"""
 import sys
 from pathlib import Path
-import fickling
+from fickling.analysis import Severity, check_safety
 from fickling.fickle import Pickled
-n = 0
+scanned = flagged = failed = 0
 for p in sorted(Path(sys.argv[1]).rglob("*")):
     if p.suffix in (".pkl", ".joblib") and p.is_file():
+        scanned += 1
         try:
             with open(p, "rb") as fh:
-                Pickled.load(fh).check_safety()
+                result = check_safety(Pickled.load(fh))
         except Exception:
-            pass
-        n += 1
-print(n)
+            failed += 1
+            continue
+        flagged += result.severity != Severity.LIKELY_SAFE
+print(f"fickling: scanned {scanned} flagged {flagged} failed {failed}")
 """
 
 
@@ -86,24 +90,59 @@ def main() -> list[str]:
         ours = measure([PY, "-m", "compat.cli", "audit", str(FOLDER), "--static", "--jobs", str(jobs),
                         "--json", str(DATA / "audit.json")], repeats=3, cwd=ROOT, ok_codes=(0, 1))
         rows.append((f"modelport audit --static --jobs {jobs}", ours.seconds))
+    rows = [list(r) for r in rows]
+    audit = json.loads((DATA / "audit.json").read_text())["summary"]
+    rows[0].append(f"{audit['safety']['unsafe']} unsafe, {audit['safety']['suspicious']} suspicious, "
+                f"{audit['safety']['unknown']} unknown of {audit['artifacts']} artifacts")
+    rows[1].append(rows[0][2])
     peers = []
     if tool("picklescan"):
-        peers.append(("picklescan -p", [tool("picklescan"), "-p", str(FOLDER)]))
+        peers.append(("picklescan -p", [tool("picklescan"), "-p", str(FOLDER)], _picklescan))
     if tool("modelscan"):
-        peers.append(("modelscan -p", [tool("modelscan"), "-p", str(FOLDER)]))
+        peers.append(("modelscan -p", [tool("modelscan"), "-p", str(FOLDER)], _modelscan))
     if tool("python") and tool("fickling"):
-        peers.append(("fickling (check_safety per file, one process)", [tool("python"), "-c", FICKLING, str(FOLDER)]))
-    for name, cmd in peers:
-        rows.append((name, measure(cmd, repeats=3, ok_codes=None).seconds))
-    best_peer = min((s for n, s in rows if not n.startswith("modelport")), default=None)
+        peers.append(("fickling (check_safety per .pkl/.joblib, one process)", [tool("python"), "-c", FICKLING,
+                                                                              str(FOLDER)], _fickling))
+    for name, cmd, read in peers:
+        run = measure(cmd, repeats=3, ok_codes=None)
+        rows.append((name, run.seconds, read(run.output)))  # raises when the peer did not really run
+    best_peer = min((r[1] for r in rows if not r[0].startswith("modelport")), default=None)
     lines = [f"### Static audit throughput ({N:,} artifacts, {size_mb:.0f} MB, in nested folders)", "",
-             "| scanner | time | files/s | vs fastest peer |", "|---|---:|---:|---:|"]
-    for name, seconds in rows:
+             "| scanner | time | files/s | vs fastest peer | what it reported (20 files carry a payload) |",
+             "|---|---:|---:|---:|---|"]
+    for name, seconds, found in rows:
         vs = f"{best_peer / seconds:.2f}× its speed" if best_peer else "-"
-        lines.append(f"| {name} | {seconds:.2f} s | {N / seconds:,.0f} | {vs} |")
+        lines.append(f"| {name} | {seconds:.2f} s | {N / seconds:,.0f} | {vs} | {found} |")
     if not peers:
         lines += ["", "No peer scanner found in benchmarks/.data/peers: `make bench` installs picklescan, modelscan, fickling there."]
     return lines
+
+
+def _number(pattern: str, text: str) -> int:
+    m = re.search(pattern, text)
+    if not m:
+        raise SystemExit(f"peer output lacks {pattern!r}: it did not run as expected\n{text[-1500:]}")
+    return int(m.group(1))
+
+
+def _picklescan(out: str) -> str:
+    errors = len(re.findall(r"^(?:ERROR: parsing|WARNING: could not parse)", out, re.M))
+    infected = _number(r"Infected files: (\d+)", out)
+    suspicious = _number(r"Suspicious globals: (\d+)", out)
+    scanned = _number(r"Scanned files: (\d+)", out)
+    return f"{infected} infected, {suspicious} suspicious globals, {errors} files it could not parse, of {scanned}"
+
+
+def _modelscan(out: str) -> str:
+    issues = _number(r"Total Issues: (\d+)", out)
+    skipped = re.search(r"Total skipped: (\d+)", out)
+    return f"{issues} issues" + (f", {skipped.group(1)} files skipped" if skipped else "")
+
+
+def _fickling(out: str) -> str:
+    flagged, failed = _number(r"flagged (\d+)", out), _number(r"failed (\d+)", out)
+    scanned = _number(r"scanned (\d+)", out)
+    return f"{flagged} flagged, {failed} files it could not parse, of {scanned}"
 
 
 if __name__ == "__main__":

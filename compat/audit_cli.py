@@ -93,6 +93,8 @@ def add_parser(subparsers, formatter_class) -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="exit 1 also for suspicious or unknown files and for any "
                      "failed load, convert or check")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table: the summary lines only")
+    run.add_argument("--all", action="store_true", dest="every_row",
+                     help="list every artifact in the table (past 100, only those with something to report are)")
     p.set_defaults(func=cmd_audit)
     return p
 
@@ -131,7 +133,7 @@ def cmd_audit(args) -> int:
         code, line = verdict(report)
         out.print(Text(line, style="bold red" if code else "bold green"))
     else:
-        render_text(report, out)
+        render_text(report, out, every_row=args.every_row)
     for kind, path in wanted:
         written = write(report, kind, path)
         if not args.quiet:

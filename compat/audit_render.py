@@ -167,9 +167,14 @@ def verdict(report: AuditReport) -> tuple[int, str]:
     return 1, f"exit 1: {' and '.join(parts)} artifact(s): {names}"
 
 
-def render_text(report: AuditReport, console) -> None:
+TABLE_LIMIT = 100  # above this many artifacts, the table lists only the ones with something to report
+
+
+def render_text(report: AuditReport, console, every_row: bool = False) -> None:
     """Print the table (one row per artifact) and the summary on ``console`` (a rich Console). When the
-    reasons would get less than 28 columns they move from the last column to a list under the table."""
+    reasons would get less than 28 columns they move from the last column to a list under the table.
+    Past TABLE_LIMIT artifacts (a bucket, not a folder) only rows with something to report are listed,
+    unless ``every_row``: thousands of 'safe, ok' lines hide the few that matter."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -178,7 +183,10 @@ def render_text(report: AuditReport, console) -> None:
     several = len(_roots(report)) > 1
     heads = ["path", "format", "saved with", "safety"] + (list(STEPS) if dynamic else [])
     rows, reasons = [], []
-    for row in report.artifacts:
+    listed = report.artifacts
+    if not every_row and len(listed) > TABLE_LIMIT:
+        listed = [row for row in listed if headline(row)[0] != "good"]
+    for row in listed:
         saved = Text()
         for i, (text, note) in enumerate(versions(row)):
             saved.append((", " if i else "") + text)
@@ -206,10 +214,13 @@ def render_text(report: AuditReport, console) -> None:
         table.add_column("why", overflow="fold", width=why_width)
     for cells, why in zip(rows, reasons):
         table.add_row(*cells, *([why[:200]] if inline else []))
-    if report.artifacts:
+    if listed:
         console.print(table)
-    else:
+    elif not report.artifacts:
         console.print("no model files found", markup=False)
+    if len(listed) < len(report.artifacts):
+        console.print(f"{len(report.artifacts) - len(listed)} artifact(s) with nothing to report are not listed "
+                      "(--all lists them; --json and --html list every one)", markup=False, highlight=False)
     if not inline and any(w.plain for w in reasons):
         grid = Table.grid(padding=(0, 2, 0, 0))
         grid.add_column(overflow="fold", max_width=max(16, console.width // 3), style="bold")

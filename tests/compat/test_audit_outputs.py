@@ -367,3 +367,20 @@ def test_compat_audit_is_the_function_whatever_was_imported_first():
     import compat.audits  # noqa: F401 -- the engine module must not shadow the function
 
     assert compat.audit is audit and compat.AuditReport is AuditReport
+
+
+def test_a_bucket_sized_table_lists_only_what_needs_a_look():
+    """Past TABLE_LIMIT artifacts the terminal lists the rows with something to report; --all lists all."""
+    from rich.console import Console
+
+    fine = [AuditRow(f"ok/model_{i:04d}.joblib", "/b", "joblib", "sklearn", 10, "ab" * 32, safety="safe")
+            for i in range(audit_render.TABLE_LIMIT + 20)]
+    bad = AuditRow("zz/evil.pkl", "/b", "pickle", None, 10, "cd" * 32, safety="unsafe",
+                   findings=[{"what": "imports posix.system", "severity": "unsafe", "where": "stream 1"}])
+    report = AuditReport(["/b"], fine + [bad], options={"static": True, "jobs": 1})
+    text = _terminal(report, 160)
+    assert "zz/evil.pkl" in text and "ok/model_0000.joblib" not in text
+    assert f"{len(fine)} artifact(s) with nothing to report are not listed" in text
+    buf = io.StringIO()
+    audit_render.render_text(report, Console(file=buf, width=160, color_system=None), every_row=True)
+    assert "ok/model_0000.joblib" in buf.getvalue() and "not listed" not in buf.getvalue()
