@@ -297,7 +297,7 @@ def _version_tuple(v) -> tuple | None:
 
 def drift(saved_with: dict, installed: dict) -> dict:
     """Per library: ``same`` | ``older`` (saved with an older release than installed) | ``newer`` |
-    ``unknown`` (not comparable) | ``not installed``."""
+    ``supported`` (an older ONNX opset or IR version) | ``unknown`` (not comparable) | ``not installed``."""
     out = {}
     for key, saved in saved_with.items():
         if key not in _DRIFT_KEYS:
@@ -316,7 +316,13 @@ def drift(saved_with: dict, installed: dict) -> dict:
             n = max(len(a), len(b))
             a, b = a + (0,) * (n - len(a)), b + (0,) * (n - len(b))
             out[key] = "same" if a == b else "older" if a < b else "newer"
+            if key in _FORMAT_LEVELS and out[key] == "older":
+                out[key] = "supported"  # runtimes read every older opset and IR version: not drift
     return out
+
+
+# ONNX opset and IR version are format levels, not releases: only a level above what is installed matters
+_FORMAT_LEVELS = ("onnx_opset", "onnx_ir")
 
 
 _DRIFT_KEYS = ("sklearn", "torch", "keras", "keras_backend", "tensorflow", "onnx_opset", "onnx_ir")

@@ -123,8 +123,9 @@ def bad_files(folder: Path, canary: Path, pidfile: Path) -> dict[str, Path]:
         "huge allocation": _dump(folder / "bad/huge.pkl", Call(bytearray, 10 ** 11)),
         # shared memory is not capped by RLIMIT_DATA: the supervisor's watch on the resident set must stop it
         "growing memory": _dump(folder / "bad/grow.pkl", _exec(
-            touch + "import mmap\nm = mmap.mmap(-1, 6 << 30)\n"
-            "for i in range(0, 6 << 30, 4096):\n    m[i] = 1\n")),
+            touch + "import mmap\nm = mmap.mmap(-1, 6 << 30)\nchunk = b'x' * (32 << 20)\n"
+            "for i in range(0, 6 << 30, len(chunk)):\n    m[i:i + len(chunk)] = chunk\n")),  # 32 MB steps: past
+        # the cap in well under a second even on a loaded machine, far before the timeout
     }
 
 
@@ -331,3 +332,15 @@ def test_exit_codes_follow_strict(tmp_path):
     assert row.failed
     assert lenient.exit_code == 0
     assert audit([failing], jobs=1, timeout=60, strict=True).exit_code == 1
+
+
+def test_drift_compares_releases_but_not_older_onnx_levels():
+    """An sklearn release other than the installed one is drift either way; an ONNX file at an older
+    opset or IR version is what every runtime reads, so only a level above the installed one counts."""
+    from compat.audits import drift
+
+    installed = {"sklearn": "1.9.1", "onnx_opset": 25, "onnx_ir": 12}
+    assert drift({"sklearn": "1.2.2"}, installed) == {"sklearn": "older"}
+    assert drift({"sklearn": "1.10.0"}, installed) == {"sklearn": "newer"}
+    assert drift({"onnx_opset": 13, "onnx_ir": 7}, installed) == {"onnx_opset": "supported", "onnx_ir": "supported"}
+    assert drift({"onnx_opset": 26, "onnx_ir": 12}, installed) == {"onnx_opset": "newer", "onnx_ir": "same"}
