@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -160,10 +161,7 @@ class AuditReport:
     @property
     def summary(self) -> dict:
         def count(values) -> dict:
-            out: dict = {}
-            for v in values:
-                out[v] = out.get(v, 0) + 1
-            return dict(sorted(out.items(), key=lambda kv: (-kv[1], str(kv[0]))))
+            return dict(sorted(Counter(values).items(), key=lambda kv: (-kv[1], str(kv[0]))))
 
         reasons = count(_skip_kind(s.reason) for s in self.skipped)
         summary = {

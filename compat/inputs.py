@@ -37,6 +37,9 @@ class InputSource:
     def batches(self, batch_size: int = 4096) -> Iterator[dict[str, np.ndarray]]:
         return self._batches(max(1, int(batch_size)))
 
+    def to_dict(self) -> dict:
+        return {"source": self.description, "rows": self.rows}
+
 
 def auto_batch_size(signature: Signature) -> int:
     """Rows per batch so that one batch of inputs is about BATCH_BYTES: large batches amortise the per-call
@@ -49,9 +52,6 @@ def auto_batch_size(signature: Signature) -> int:
         per_row += cells * (64 if spec.dtype == "string" else numpy_dtype(spec.dtype).itemsize)
     rows = BATCH_BYTES // max(per_row, 1)
     return int(min(max(rows, BATCH_ROWS[0]), BATCH_ROWS[1]))
-
-    def to_dict(self) -> dict:
-        return {"source": self.description, "rows": self.rows}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def inspect(path) -> Artifact:
     details = dict(detection.details)
     fmt = detection.format
     code_scan = _CODE_SCANS.get(fmt)
-    findings = list(_format_findings(detection, code_scan is not None))
+    findings = list(_format_findings(detection))
     globals_: tuple = ()
     scan = scan_file(path, detection) if fmt in PICKLE_FORMATS else None
     verdicts = [f.severity for f in findings if f.severity != "info"]
@@ -268,15 +268,10 @@ def _without_crlf_garbles(scan: PickleScan, restored: PickleScan) -> PickleScan:
     return PickleScan(verdict, kept, findings, scan.streams, meta)
 
 
-def _format_findings(detection, code_scanned: bool = False):
-    """Findings the format itself carries (outside any pickle): code in Keras configs, archive paths.
-    ``code_scanned``: keras_scan reports Lambda layers and custom objects itself."""
+def _format_findings(detection):
+    """Findings the format itself carries (outside any pickle): archive paths, external data, missing
+    weights. Code in Keras configs and SavedModel graphs is reported by the ``_CODE_SCANS``."""
     d = detection.details
-    for name in () if code_scanned else d.get("lambda_layers", ()):
-        yield Finding(f"Keras Lambda layer {name!r} holds Python bytecode (keras runs it when loaded with "
-                      "safe_mode=False)", "unsafe", "model config")
-    for name in () if code_scanned else d.get("custom_objects", ()):
-        yield Finding(f"needs custom object {name} (code that is not in the file)", "suspicious", "model config")
     for location in d.get("external_data", ()) if detection.format == "onnx" else ():
         parts = location.replace("\\", "/").split("/")
         if location.startswith(("/", "\\")) or ".." in parts or re.match(r"[A-Za-z]:", location):

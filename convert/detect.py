@@ -8,6 +8,7 @@ protobuf field tags; never a whole large file.
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -501,10 +502,7 @@ def _safetensors(path: Path, head: bytes, size: int) -> Detection | None:
         dtypes[entry["dtype"]] = dtypes.get(entry["dtype"], 0) + 1
         shape = entry.get("shape")
         if isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape):
-            count = 1
-            for d in shape:
-                count *= d
-            parameters += count
+            parameters += math.prod(shape)
         offsets = entry["data_offsets"]
         if isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets):
             end = max(end, offsets[1])
