@@ -409,76 +409,69 @@ def _torchscript(artifact, trust: bool) -> str:
 
 
 def _convert_and_check(loaded, artifact):
-    """The plain conversion is the convert step; the check runs it on synthesized rows and, when it
-    disagrees, tries the adapter's remedies in order (as ``modelport convert`` does)."""
-    import convert
-    from convert.errors import UnsupportedModelError
+    """The first conversion that works is the convert step; the check runs it on synthesized rows and, when
+    it disagrees, goes on through the adapter's remedies (``harness.remedy_attempts``, as ``modelport
+    convert`` does). Each step is reported as it ends, so a crash is pinned on the step that caused it."""
+    from convert.onnxfile import opset_of
 
-    from .harness import OnnxRunFailed, check
+    from .harness import check, remedy_attempts
 
     yield from warm(artifact, "convert")
     t0 = time.perf_counter()
-    remedies = list(convert.remedies(loaded))
-    tried: list[str] = []
-    converted, index = None, 0
-    for index, remedy in enumerate(remedies):
+    checking_since = None  # set once a conversion worked: from then on, what happens is the check's
+    tried: list[str] = []  # remedies that did not convert, before one did
+    attempts: list[str] = []  # how each remedy fared in the check
+    events = remedy_attempts(loaded, lambda converted: check(loaded, converted.model, rows=CHECK_ROWS))
+    while True:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                converted = convert.to_onnx(loaded, remedy=remedy)
-            break
-        except UnsupportedModelError as exc:
-            tried.append(f"{remedy or 'plain'}: {exc.message}")
+                event = next(events, None)
         except Exception as exc:
             status, category, reason = classify(exc)
-            yield "convert", _outcome("failed" if status == "unsupported" else status, reason, category,
-                                      time.perf_counter() - t0)
-            yield "check", _outcome("skipped", "nothing converted")
+            if checking_since is None:
+                yield "convert", _outcome("failed" if status == "unsupported" else status, reason, category,
+                                          time.perf_counter() - t0)
+                yield "check", _outcome("skipped", "nothing converted")
+            else:
+                yield "check", _outcome("error", reason, category, time.perf_counter() - checking_since)
             return
-    if converted is None:
+        if event is None:
+            break
+        label = event.remedy or "plain"
+        if event.status == "unavailable":
+            if checking_since is None:
+                tried.append(f"{label}: {event.error.message}")
+            else:
+                attempts.append(f"{event.remedy}: unavailable ({event.error.message})")
+        elif event.status == "converted":
+            if checking_since is None:
+                how = f"remedy {event.remedy}" if event.remedy else "plain conversion"
+                yield "convert", _outcome("ok", f"{how}, opset {opset_of(event.converted.model)}",
+                                          seconds=time.perf_counter() - t0, remedy=event.remedy)
+                yield from warm(artifact, "check")
+                checking_since = time.perf_counter()
+        elif event.status == "does-not-run":
+            attempts.append(f"{label}: the graph does not run ({event.error.message})")
+        elif event.report.passed:
+            rows = event.report.inputs.get("rows")
+            how = f" with remedy {event.remedy}" if event.remedy else ""
+            before = f" (before: {'; '.join(attempts)})" if attempts else ""
+            yield "check", _outcome("pass", f"outputs agree on {rows} synthesized rows{how}{before}",
+                                    seconds=time.perf_counter() - checking_since, rows=rows, remedy=event.remedy)
+            return
+        else:
+            bad = [o for o in event.report.outputs if not o.passed]
+            attempts.append(f"{label}: " + ", ".join(f"{o.name} {o.mismatched}/{o.total} differ" for o in bad))
+    if checking_since is None:
         yield "convert", _outcome("unsupported", tried[0] if tried else "no conversion available", "other",
                                   time.perf_counter() - t0)
         yield "check", _outcome("skipped", "nothing converted")
         return
-    from convert.onnxfile import opset_of
-
-    label = f"remedy {converted.remedy}" if converted.remedy else "plain conversion"
-    yield "convert", _outcome("ok", f"{label}, opset {opset_of(converted.model)}", seconds=time.perf_counter() - t0,
-                              remedy=converted.remedy)
-    yield from warm(artifact, "check")
-    t1 = time.perf_counter()
-    attempts = []
-    for remedy in remedies[index:]:
-        if remedy != converted.remedy or attempts:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    converted = convert.to_onnx(loaded, remedy=remedy)
-            except UnsupportedModelError as exc:
-                attempts.append(f"{remedy}: unavailable ({exc.message})")
-                continue
-        try:
-            report = check(loaded, converted.model, rows=CHECK_ROWS)
-        except OnnxRunFailed as exc:
-            attempts.append(f"{remedy or 'plain'}: the graph does not run ({exc.message})")
-            continue
-        except Exception as exc:
-            _, category, reason = classify(exc)
-            yield "check", _outcome("error", reason, category, time.perf_counter() - t1)
-            return
-        rows = report.inputs.get("rows")
-        if report.passed:
-            how = f" with remedy {remedy}" if remedy else ""
-            before = f" (before: {'; '.join(attempts)})" if attempts else ""
-            yield "check", _outcome("pass", f"outputs agree on {rows} synthesized rows{how}{before}",
-                                    seconds=time.perf_counter() - t1, rows=rows, remedy=remedy)
-            return
-        bad = [o for o in report.outputs if not o.passed]
-        attempts.append(f"{remedy or 'plain'}: " + ", ".join(f"{o.name} {o.mismatched}/{o.total} differ" for o in bad))
     cause = disagreement(artifact)  # a known reason for the disagreement, read from the static facts
     category, why = cause if cause else ("other", "")
     yield "check", _outcome("fail", "disagrees: " + "; ".join(attempts) + (f". Cause: {why}" if why else ""), category,
-                            time.perf_counter() - t1)
+                            time.perf_counter() - checking_since)
 
 
 _HANDLERS = {"onnx": _onnx, "safetensors": _safetensors, "npy": _data, "npz": _data, "hdf5": _data, "zip": _data}

@@ -196,6 +196,41 @@ def default_output(path: str | Path) -> Path:
     return path.with_suffix(".onnx") if path.suffix else path.with_name(path.name + ".onnx")
 
 
+@dataclass
+class RemedyEvent:
+    """One thing that happened while trying a remedy: ``unavailable`` (it does not convert: ``error``),
+    ``converted``, then ``pass``/``fail`` (``report``) or ``does-not-run`` (``error``: OnnxRunFailed)."""
+
+    remedy: str | None
+    status: str
+    converted: convert.Converted | None = None
+    report: Report | None = None
+    error: Exception | None = None
+    started: float = 0.0
+
+
+def remedy_attempts(loaded: convert.Loaded, check_one=None, opset: int | None = None):
+    """The adapter's remedies in order, each converted and then, when ``check_one(converted) -> Report`` is
+    given, checked; yields a RemedyEvent as each step ends. Lazy: a consumer that has what it needs stops
+    iterating, and one that reports steps as they happen sees each conversion before its check runs."""
+    for remedy in convert.remedies(loaded):
+        started = time.perf_counter()
+        try:
+            converted = convert.to_onnx(loaded, opset=opset, remedy=remedy)
+        except UnsupportedModelError as exc:
+            yield RemedyEvent(remedy, "unavailable", error=exc, started=started)
+            continue
+        yield RemedyEvent(remedy, "converted", converted, started=started)
+        if check_one is None:
+            continue
+        try:
+            report = check_one(converted)
+        except OnnxRunFailed as exc:
+            yield RemedyEvent(remedy, "does-not-run", converted, error=exc, started=started)
+            continue
+        yield RemedyEvent(remedy, report.verdict, converted, report, started=started)
+
+
 def convert_and_check(source, output: str | Path | None = None, *, opset: int | None = None, inputs=None,
                       rows: int = DEFAULT_ROWS, seed: int = 0, rtol: float | None = None, atol: float | None = None,
                       tolerances: Mapping[str, Tolerance] | None = None, check: bool = True, keep_failed: bool = False,
@@ -209,34 +244,35 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
     if write and target.resolve() == Path(loaded.artifact.path).resolve():
         raise BadInputError("the output would overwrite the input", path=target, hint="choose another -o")
     source_inputs = _input_source(loaded, inputs, rows, seed) if check else None
+
+    def check_one(converted: convert.Converted) -> Report:
+        return globals()["check"](loaded, converted.model, inputs=source_inputs, rows=0, rtol=rtol, atol=atol,
+                                  tolerances=tolerances, batch_size=batch_size, onnx_path=str(target))
+
     attempts: list[Attempt] = []
     best: tuple[Report, convert.Converted] | None = None
     last_unsupported: UnsupportedModelError | None = None
-    for remedy in convert.remedies(loaded):
-        t = time.perf_counter()
-        try:
-            converted = convert.to_onnx(loaded, opset=opset, remedy=remedy)
-        except UnsupportedModelError as exc:
-            attempts.append(Attempt(remedy, "unavailable", reason=exc.message, seconds=time.perf_counter() - t))
-            last_unsupported = exc
-            continue
-        if not check:
-            attempts.append(Attempt(remedy, "unchecked", seconds=time.perf_counter() - t))
-            return _finish(loaded, converted, None, attempts, target, write, t0, opset)
-        try:
-            report = globals()["check"](loaded, converted.model, inputs=source_inputs, rows=0, rtol=rtol, atol=atol,
-                                        tolerances=tolerances, batch_size=batch_size, onnx_path=str(target))
-        except OnnxRunFailed as exc:
-            attempts.append(Attempt(remedy, "fail", reason=exc.message, seconds=time.perf_counter() - t))
-            last_unsupported = UnsupportedModelError(f"the converted graph does not run: {exc.message}",
+    for event in remedy_attempts(loaded, check_one if check else None, opset):
+        seconds = time.perf_counter() - event.started
+        if event.status == "unavailable":
+            attempts.append(Attempt(event.remedy, "unavailable", reason=event.error.message, seconds=seconds))
+            last_unsupported = event.error
+        elif event.status == "converted":
+            if not check:
+                attempts.append(Attempt(event.remedy, "unchecked", seconds=seconds))
+                return _finish(loaded, event.converted, None, attempts, target, write, t0, opset)
+        elif event.status == "does-not-run":
+            attempts.append(Attempt(event.remedy, "fail", reason=event.error.message, seconds=seconds))
+            last_unsupported = UnsupportedModelError(f"the converted graph does not run: {event.error.message}",
                                                      path=loaded.artifact.path)
-            continue
-        mismatched = sum(o.mismatched for o in report.outputs)
-        attempts.append(Attempt(remedy, report.verdict, mismatched, seconds=time.perf_counter() - t))
-        if report.passed:
-            return _finish(loaded, converted, report, attempts, target, write, t0, opset)
-        if best is None or mismatched < sum(o.mismatched for o in best[0].outputs):
-            best = (report, converted)
+        else:
+            report = event.report
+            mismatched = sum(o.mismatched for o in report.outputs)
+            attempts.append(Attempt(event.remedy, report.verdict, mismatched, seconds=seconds))
+            if report.passed:
+                return _finish(loaded, event.converted, report, attempts, target, write, t0, opset)
+            if best is None or mismatched < sum(o.mismatched for o in best[0].outputs):
+                best = (report, event.converted)
     if best is None:
         raise last_unsupported or UnsupportedModelError("no conversion available", path=loaded.artifact.path)
     report, converted = best
