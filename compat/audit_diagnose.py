@@ -28,9 +28,9 @@ _FRAMEWORKS = "|".join(FRAMEWORK_DISTS)
 
 def dist_version(top: str) -> str | None:
     """The installed release of the distribution that provides top-level module ``top``."""
-    from .inspect_view import dist_version as installed
+    from convert.adapters.base import installed_version
 
-    return installed(FRAMEWORK_DISTS.get(top))
+    return installed_version(FRAMEWORK_DISTS.get(top))
 
 
 def module_exists(module: str) -> bool | None:
@@ -64,9 +64,11 @@ def saved_release(top: str, saved_with: dict | None) -> str | None:
     return (saved_with or {}).get(top)
 
 
-def direction(saved: str | None, installed: str | None) -> str | None:
-    """``older`` (the file was written by an older release than the one installed), ``newer``, or None
-    when the two cannot be compared. Understands ``before X`` and numpy's ``<2`` / ``>=2``."""
+def compare(saved, installed) -> str | None:
+    """``older`` (the file was written by an older release than the one installed), ``newer``, ``same``, or
+    None when the two cannot be compared. Understands ``before X``, numpy's ``<2`` / ``>=2``, and integer
+    levels (ONNX opsets)."""
+    saved, installed = (str(v) if isinstance(v, int) else v for v in (saved, installed))
     if not saved or not installed:
         return None
     now = _version(installed)
@@ -85,7 +87,13 @@ def direction(saved: str | None, installed: str | None) -> str | None:
     if then is None:
         return None
     c = _cmp(then, now)
-    return "older" if c < 0 else "newer" if c > 0 else None
+    return "older" if c < 0 else "newer" if c > 0 else "same"
+
+
+def direction(saved: str | None, installed: str | None) -> str | None:
+    """``older`` or ``newer`` (see ``compare``); None when the same or not comparable."""
+    way = compare(saved, installed)
+    return None if way == "same" else way
 
 
 def _pinnable(saved: str | None) -> bool:

@@ -639,20 +639,13 @@ def _root_uri(root: str) -> str:
     return uri if uri.endswith("/") else uri + "/"
 
 
-def _version_string() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("modelport")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
 def to_sarif(report: AuditReport) -> dict:
     """SARIF 2.1.0: one run; a result per finding (MP001-MP003, MP008), per step that failed or could not be
     done (MP004-MP006) and per version drift (MP007). Locations are relative to ``AUDITROOT`` (the audited
     folder, as a file URI in ``originalUriBaseIds``); a second root is ``AUDITROOT2`` and so on."""
-    version = report.environment.get("modelport") or _version_string()
+    from .cli import _version
+
+    version = report.environment.get("modelport") or _version()
     base_ids = {root: ROOT_ID if i == 0 else f"{ROOT_ID}{i + 1}" for i, root in enumerate(_roots(report))}
     rules = [{"id": rid, "name": name, "shortDescription": {"text": short}, "fullDescription": {"text": full},
               "help": {"text": help_text}, "defaultConfiguration": {"level": level},

@@ -25,6 +25,8 @@ from typing import Callable
 
 from convert.errors import BadInputError
 
+from .audit_diagnose import compare
+
 AUDIT_SCHEMA = "modelport.audit/1"
 STEPS = ("load", "convert", "check")
 DEFAULT_TIMEOUT = 300.0  # seconds per artifact, every step included
@@ -279,20 +281,6 @@ def _onnx_installed() -> dict:
     return {"onnx_opset": onnx.defs.onnx_opset_version(), "onnx_ir": onnx.IR_VERSION}
 
 
-def _version_tuple(v) -> tuple | None:
-    import re
-
-    if isinstance(v, int):
-        return (v,)
-    if not isinstance(v, str):
-        return None
-    if v.startswith("before "):
-        t = _version_tuple(v[7:])
-        return None if t is None else t[:-1] + (t[-1] - 1,) + (999,)
-    m = re.match(r"(\d+(?:\.\d+)*)", v)
-    return tuple(int(x) for x in m.group(1).split(".")) if m else None
-
-
 def drift(saved_with: dict, installed: dict) -> dict:
     """Per library: ``same`` | ``older`` (saved with an older release than installed) | ``newer`` |
     ``supported`` (an older ONNX opset or IR version) | ``unknown`` (not comparable) | ``not installed``."""
@@ -307,22 +295,15 @@ def drift(saved_with: dict, installed: dict) -> dict:
         if key == "keras_backend":
             out[key] = "same" if saved == now else "newer"
             continue
-        a, b = _version_tuple(saved), _version_tuple(now)
-        if a is None or b is None:
-            out[key] = "unknown"
-        else:
-            n = max(len(a), len(b))
-            a, b = a + (0,) * (n - len(a)), b + (0,) * (n - len(b))
-            out[key] = "same" if a == b else "older" if a < b else "newer"
-            if key in _FORMAT_LEVELS and out[key] == "older":
-                out[key] = "supported"  # runtimes read every older opset and IR version: not drift
+        way = compare(saved, now) or "unknown"
+        if key in _FORMAT_LEVELS and way == "older":
+            way = "supported"  # runtimes read every older opset and IR version: not drift
+        out[key] = way
     return out
 
 
 # ONNX opset and IR version are format levels, not releases: only a level above what is installed matters
 _FORMAT_LEVELS = ("onnx_opset", "onnx_ir")
-
-
 _DRIFT_KEYS = ("sklearn", "torch", "keras", "keras_backend", "tensorflow", "onnx_opset", "onnx_ir")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from convert.artifact import Artifact
 
 _INSTALLED = {"sklearn": "scikit-learn", "torch": "torch", "keras": "keras", "tensorflow": "tensorflow-cpu"}
@@ -13,19 +11,9 @@ MAX_GLOBALS = 12
 
 def installed_version(key: str) -> str | None:
     """The installed release for a ``saved_with`` key (``sklearn`` -> scikit-learn's version)."""
+    from convert.adapters.base import installed_version as dist_version
+
     return dist_version(_INSTALLED.get(key))
-
-
-def dist_version(dist: str | None) -> str | None:
-    """The installed version of a distribution (tensorflow-cpu or tensorflow alike), read from metadata."""
-    for name in (dist, "tensorflow") if dist == "tensorflow-cpu" else (dist,):
-        if not name:
-            continue
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def size_text(n: int) -> str:

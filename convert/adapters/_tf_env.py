@@ -15,9 +15,9 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 
 from ..errors import EnvironmentProblem
+from .base import installed_version
 
 INSTALL_HINT = "pip install 'modelport[tensorflow]'"
 CAUGHT_MAX = 64 << 10  # bytes of caught stderr kept for error messages
@@ -85,13 +85,7 @@ def _environment() -> None:
 
 def version(dist: str) -> str:
     """Installed version of a distribution, read from metadata (imports nothing)."""
-    for name in {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos")}.get(
-            dist, (dist,)):
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return "not installed"
+    return installed_version(dist) or "not installed"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,6 +12,23 @@ if TYPE_CHECKING:
 from ..artifact import Artifact
 from ..spec import Signature, TensorSpec
 
+# TensorFlow is published under several distribution names; whichever is installed answers for all
+_TENSORFLOW_DISTS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos")
+
+
+def installed_version(dist: str | None) -> str | None:
+    """The installed version of a distribution, read from its metadata (imports nothing); None if absent."""
+    from importlib import metadata
+
+    for name in _TENSORFLOW_DISTS if dist in _TENSORFLOW_DISTS else (dist,):
+        if not name:
+            continue
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
 
 @dataclass(frozen=True)
 class Hints:
