@@ -12,14 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from cli_run import modelport
+
 ROOT = Path(__file__).resolve().parents[2]
 SKLEARN = ROOT / "fixtures" / "sklearn"
-
-
-def modelport(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
-    return subprocess.run([sys.executable, "-m", "compat.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
 
 
 def os_system_pickle(command: str) -> bytes:

@@ -13,17 +13,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from cli_run import modelport as run_modelport
+
 ROOT = Path(__file__).resolve().parents[2]
 TF_FIXTURES = ROOT / "fixtures" / "tensorflow"
 CHATTER = ("I0000", "oneDNN", "cpu_feature_guard", "absl::InitializeLog", "WARNING:", "Traceback", "tf2onnx.")
 
 
 def modelport(*args, env=None, cwd=None):
-    environ = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
-    environ.pop("TF_CPP_MIN_LOG_LEVEL", None)  # what a user's shell has: nothing set
-    environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "compat.cli", *map(str, args)], capture_output=True, text=True,
-                          env=environ, cwd=cwd, timeout=600)
+    return run_modelport(*args, env=env, cwd=cwd, unset=("TF_CPP_MIN_LOG_LEVEL",))  # what a user's shell has
 
 
 def assert_quiet(result):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -16,15 +15,15 @@ torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
+from cli_run import modelport as run_modelport
+
 ROOT = Path(__file__).resolve().parents[2]
 TORCH = ROOT / "fixtures" / "torch"
 NETS = TORCH / "nets.py"
 
 
 def modelport(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
-    return subprocess.run([sys.executable, "-m", "compat.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=600)
+    return run_modelport(*args, cwd=cwd or ROOT)
 
 
 def flat(text: str) -> str:
