@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from compat.audits import STATUSES, AuditReport, audit
+from tiny_models import tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
@@ -40,17 +41,6 @@ def _dump(path: Path, obj) -> Path:
     return path
 
 
-def _onnx(path: Path) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
-
-
 def _safetensors(path: Path) -> Path:
     from safetensors.numpy import save_file
 
@@ -67,7 +57,7 @@ ZOO_MODELS = {
     "torch/lstm_checkpoint.pt": ("torch-zip", lambda p: shutil.copy(FIXTURES / "torch/lstm_checkpoint.pt", p)),
     "torch/cnn_legacy.pt": ("torch-legacy", lambda p: shutil.copy(FIXTURES / "torch/cnn_legacy.pt", p)),
     "torch/cnn_script.pt": ("torchscript", lambda p: shutil.copy(FIXTURES / "torch/cnn_script.pt", p)),
-    "onnx/relu.onnx": ("onnx", _onnx),
+    "onnx/relu.onnx": ("onnx", lambda path: tiny_onnx(path, "Relu", 4)),
     "weights/model.safetensors": ("safetensors", _safetensors),
     "keras/two_inputs.keras": ("keras", lambda p: shutil.copy(FIXTURES / "tensorflow/two_inputs.keras", p)),
     "keras/two_inputs.h5": ("keras-h5", lambda p: shutil.copy(FIXTURES / "tensorflow/two_inputs.h5", p)),

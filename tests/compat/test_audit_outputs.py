@@ -21,6 +21,7 @@ import pytest
 
 from compat import audit_render
 from compat.audits import AuditReport, AuditRow, Outcome, audit
+from tiny_models import tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 SKLEARN = ROOT / "fixtures" / "sklearn"
@@ -39,19 +40,11 @@ def reduce_payload(command: str) -> bytes:
 
 def build_tree(base: Path, canary: Path) -> Path:
     """A folder like a real model share: what each file is is known from how it was made."""
-    import onnx
-    from onnx import TensorProto, helper
-
     root = base / "models"
     (root / "sub" / "<script>alert(1)<").mkdir(parents=True)
     for f in sorted(SKLEARN.glob("*.joblib")):
         shutil.copy(f, root / f.name)
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="hand")
-    model.ir_version = 8
-    onnx.save(model, root / "tiny.onnx")
+    tiny_onnx(root / "tiny.onnx", "Relu", batch="batch", producer="hand", ir_version=8)
     (root / "notes.txt").write_text("a file of notes, not a model\n")
     (root / "evil.pkl").write_bytes(reduce_payload(f"touch {canary}"))
     (root / HOSTILE).write_bytes(b"\x80\x02c" + HTML_GLOBAL.encode() + b"\nThing\n)\x81.")

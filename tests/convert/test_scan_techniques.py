@@ -42,6 +42,7 @@ import numpy as np
 import pytest
 from conftest import Call, Canary
 from test_pickles import MARK, POP, PROTO2, PROTO4, REDUCE, STACK_GLOBAL, STOP, u, x
+from tiny_models import tiny_onnx
 
 import convert
 
@@ -751,7 +752,7 @@ def test_canary_never_fires_in_audit_inspect_convert_check(tmp_path, canary):
         assert row.load.status == "refused", (tech_id, row.load)
         assert (row.convert.status, row.check.status) == ("skipped", "skipped")
     assert report.exit_code == 1
-    onnx_model = _tiny_onnx(tmp_path / "any.onnx")
+    onnx_model = tiny_onnx(tmp_path / "any.onnx")
     for tech_id, path in paths.items():
         assert main(["inspect", str(path)]) in (0, 1)
         assert main(["convert", str(path), "-o", str(tmp_path / "out.onnx")]) != 0, tech_id
@@ -778,17 +779,6 @@ def test_keras_and_savedmodel_samples_never_fire(tmp_path, canary):
     for path in sorted(folder.iterdir()):
         assert main(["convert", str(path), "-o", str(tmp_path / "out.onnx")]) != 0, path
     assert not canary.fired()
-
-
-def _tiny_onnx(path: Path) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 # ------------------------------------------------------------------------------- benign is safe
@@ -849,7 +839,7 @@ def test_benign_keras_and_savedmodels_are_safe(tf_files):
 def test_benign_onnx_skops_safetensors_are_safe(tmp_path, fitted_models):
     skops_io = pytest.importorskip("skops.io", reason="skops is not installed")
     st_numpy = pytest.importorskip("safetensors.numpy", reason="safetensors is not installed")
-    files = {"onnx": _tiny_onnx(tmp_path / "identity.onnx")}
+    files = {"onnx": tiny_onnx(tmp_path / "identity.onnx")}
     for label in ("logistic", "scaled svc", "tfidf", "forest"):
         files[f"skops {label}"] = tmp_path / f"{label.replace(' ', '_')}.skops"
         skops_io.dump(fitted_models[label], files[f"skops {label}"])
