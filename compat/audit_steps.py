@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from .audit_diagnose import classify, disagreement, refusal
@@ -295,19 +296,12 @@ def _torch_weights(artifact, trust: bool) -> dict | None:
     from convert.adapters import _torch_load as tl
     from convert.adapters.base import Hints
 
-    torch = tl.require_torch()
-    hints = Hints(trust=trust)
-    tl.gate(artifact, hints)
-    obj = tl._torch_load(artifact, hints, torch)
-    module, _ = tl._find_module(obj, torch)
+    torch, obj, module, _ = tl.read_saved(artifact, Hints(trust=trust))
     if module is not None:
         return None
     key, state = tl.find_state_dict(obj, None, artifact, [])
     tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
-    dtypes: dict = {}
-    for t in tensors:
-        name = str(t.dtype).replace("torch.", "")
-        dtypes[name] = dtypes.get(name, 0) + 1
+    dtypes = dict(Counter(str(t.dtype).replace("torch.", "") for t in tensors))
     return {"tensors": len(tensors), "parameters": int(sum(t.numel() for t in tensors)), "dtypes": dtypes,
             "state_key": key}
 

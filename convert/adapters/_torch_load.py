@@ -163,11 +163,8 @@ def _vouched_globals(artifact: Artifact) -> list:
 def load_saved(artifact: Artifact, hints: Hints) -> Native:
     """A ``torch.save`` file (zip or legacy): rebuild the model from the state dict inside, or take the
     pickled module itself (``--trust`` only)."""
-    torch = require_torch()
-    gate(artifact, hints)
-    obj = _torch_load(artifact, hints, torch)
+    torch, obj, module, where = read_saved(artifact, hints)
     notes: list[str] = []
-    module, where = _find_module(obj, torch)
     if module is not None:
         return _whole_module(module, where, artifact, hints, notes, torch)
     key, state = find_state_dict(obj, hints.state_key, artifact, notes)
@@ -176,6 +173,16 @@ def load_saved(artifact: Artifact, hints: Hints) -> Native:
     load_weights(model, state, name, artifact)
     what = f"{name} from a state dict" + (f" (checkpoint key {key!r})" if key else "")
     return Native(model.eval(), "module", what, notes)
+
+
+def read_saved(artifact: Artifact, hints: Hints):
+    """Through the gate, ``torch.load`` a torch.save file: (torch, what it holds, the pickled module in it
+    or None, the checkpoint key that module is under)."""
+    torch = require_torch()
+    gate(artifact, hints)
+    obj = _torch_load(artifact, hints, torch)
+    module, where = _find_module(obj, torch)
+    return torch, obj, module, where
 
 
 def _torch_load(artifact: Artifact, hints: Hints, torch):
