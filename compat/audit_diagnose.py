@@ -59,11 +59,6 @@ def _cmp(a: tuple, b: tuple) -> int:
     return (a > b) - (a < b)
 
 
-def saved_release(top: str, saved_with: dict | None) -> str | None:
-    """The release of ``top`` the file records (``1.2.2``, ``before 0.18``, numpy's ``<2``/``>=2``)."""
-    return (saved_with or {}).get(top)
-
-
 def compare(saved, installed) -> str | None:
     """``older`` (the file was written by an older release than the one installed), ``newer``, ``same``, or
     None when the two cannot be compared. Understands ``before X``, numpy's ``<2`` / ``>=2``, and integer
@@ -125,7 +120,7 @@ def _drift_reason(module: str, needs: str, saved_with: dict | None) -> str:
     top = module.split(".", 1)[0]
     dist = FRAMEWORK_DISTS.get(top, top)
     installed = dist_version(top)
-    saved = saved_release(top, saved_with)
+    saved = (saved_with or {}).get(top)
     way = direction(saved, installed)
     text = f"needs {needs}, which {dist} {installed} does not have" if installed else f"needs {needs}, which is missing"
     if saved:
@@ -187,7 +182,7 @@ def refusal(artifact) -> tuple[str, str]:
 
 
 def _node_dtype(m, saved_with, message):
-    saved = saved_release("sklearn", saved_with)
+    saved = (saved_with or {}).get("sklearn")
     installed = dist_version("sklearn")
     when = f"saved with {_saved_phrase(saved)}; " if saved else ""
     return (f"a tree pickled before scikit-learn 1.3 ({when}node layout without missing_go_to_left), which "
@@ -300,7 +295,7 @@ def disagreement(artifact) -> tuple[str, str] | None:
     read from the static facts, or None. For the check step: when the check fails, this says why."""
     if artifact is None:
         return None
-    saved = saved_release("sklearn", artifact.saved_with)
+    saved = (artifact.saved_with or {}).get("sklearn")
     installed = dist_version("sklearn")
     then, now = _version(saved) if saved and not saved.startswith("before ") else None, _version(installed)
     if then is None or now is None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from convert.detect import is_savedmodel
 from convert.errors import BadInputError
 
 from .audit_diagnose import compare
@@ -224,7 +225,7 @@ def walk(paths) -> tuple[list[Entry], list[Skipped]]:
         root = Path(given)
         if not root.exists() and not root.is_symlink():
             raise BadInputError("no such file or directory", path=root, hint="check the path")
-        if root.is_file() or _is_savedmodel(root):
+        if root.is_file() or is_savedmodel(root):
             add(Entry(root.resolve(), root.resolve().parent, root.name))
             continue
         base = root.resolve()
@@ -236,7 +237,7 @@ def walk(paths) -> tuple[list[Entry], list[Skipped]]:
                 if sub.is_symlink():
                     skipped.append(Skipped(_rel(sub, base), str(base), "symlink: not followed"))
                     dirs.remove(d)
-                elif _is_savedmodel(sub):
+                elif is_savedmodel(sub):
                     add(Entry(sub, base, _rel(sub, base)))
                     dirs.remove(d)
             for name in sorted(files):
@@ -253,10 +254,6 @@ def walk(paths) -> tuple[list[Entry], list[Skipped]]:
 
 def _rel(p: Path, base: Path) -> str:
     return p.relative_to(base).as_posix()
-
-
-def _is_savedmodel(p: Path) -> bool:
-    return p.is_dir() and ((p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file())
 
 
 # ------------------------------------------------------------------------------------------- versions

@@ -73,9 +73,14 @@ def detect(path) -> Detection:
 # -------------------------------------------------------------------------------------- directories
 
 
+def is_savedmodel(path: Path) -> bool:
+    """A folder holding ``saved_model.pb`` (or ``.pbtxt``): one artifact, however many files it has."""
+    return path.is_dir() and ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file())
+
+
 def _directory(path: Path) -> Detection:
     pb, pbtxt = path / "saved_model.pb", path / "saved_model.pbtxt"
-    if not pb.is_file() and not pbtxt.is_file():
+    if not is_savedmodel(path):
         raise BadInputError("a directory that is not a TensorFlow SavedModel (no saved_model.pb)", path=path,
                             hint="pass a model file, or the SavedModel folder that holds saved_model.pb")
     variables = path / "variables"
