@@ -411,7 +411,7 @@ def cmd_record(args) -> int:
     size = Path(args.output).stat().st_size
     kept = "ONNX graph kept inside" if record.onnx_bytes else f"ONNX: {record.manifest['onnx']['path']}"
     for note in record.notes:
-        out.print(note, markup=False)
+        out.print(note, markup=False, soft_wrap=True)  # one line, whole, for CI logs
     out.print(f"wrote {args.output}: {rows} rows, outputs {', '.join(o['name'] for o in record.manifest['outputs']['native'])}"
               f"; {kept}; {size / 1024:.1f} KiB", markup=False)
     return EXIT_OK
