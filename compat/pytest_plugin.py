@@ -123,8 +123,12 @@ class RecordItem(pytest.Item):
                             reconvert=not config.getoption("--modelport-no-reconvert"),
                             model_class=model_class_for(config, self.path))
         except RecordNamesCode as exc:  # the same refusal, in this front end's words
+            try:
+                key = self.path.resolve().relative_to(Path(config.rootpath).resolve()).as_posix()
+            except ValueError:  # a record outside the project
+                key = str(self.path)
             raise BadInputError(exc.message, path=exc.path, hint=(
-                f"name the class yourself: [tool.modelport] model_classes = {{\"{self.path.name}\" = "
+                f"name the class yourself: [tool.modelport] model_classes = {{\"{key}\" = "
                 f"\"{exc.suggestion}\"}} or --modelport-model-class {exc.suggestion}; or pass --modelport-trust "
                 "if you trust whoever wrote the record")) from None
         self.user_properties.append(("modelport_status", report.status))

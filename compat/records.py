@@ -187,13 +187,17 @@ def _hints_entry(hints: convert.Hints, record_path: Path) -> dict:
     }
 
 
-def hints_from(entry: dict, trust: bool, chosen: Chosen | None = None) -> convert.Hints:
+def hints_from(entry: dict, trust: bool, chosen: Chosen | None = None, path: Path | None = None) -> convert.Hints:
     """Hints for a replay: the record's data (input specs, state key, signature, exporter) and the model
     class ``chosen`` by ``model_class.choose`` (never the record's own spec unchosen: a record is data)."""
     from convert.spec import TensorSpec
 
     chosen = chosen or Chosen()
-    specs = tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in entry.get("inputs", []))
+    try:
+        specs = tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in entry.get("inputs", []))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInputError(f"corrupt record: its input hints are unreadable ({type(exc).__name__}: {exc})",
+                            path=path, hint="re-create it with `modelport record`") from None
     return convert.Hints(trust=trust, inputs=specs, model_class=chosen.spec, model_args=chosen.args,
                          state_key=entry.get("state_key"), signature_name=entry.get("signature_name"),
                          exporter=entry.get("exporter"))

@@ -139,8 +139,9 @@ def verify(path: str | Path, *, trust: bool = False, reconvert: bool = True, mod
             return fail("artifact-changed", f"artifact changed since record: {target}")
     if chosen.changed:
         return fail("artifact-changed", chosen.changed)
+    hints = hints_from(manifest.get("hints") or {}, trust, chosen, Path(path))  # a corrupt entry: exit 2
     try:
-        loaded = convert.load(native_path, hints_from(manifest.get("hints") or {}, trust, chosen))
+        loaded = convert.load(native_path, hints)
     except ModelClassError as exc:  # the class given cannot be one: the caller's input, not today's environment
         raise ModelClassError(f"model class {exc.message}" if exc.path is None else
                               f"model class {exc.path}: {exc.message}", path=path, hint=exc.hint) from None

@@ -198,7 +198,9 @@ def test_the_pytest_plugin_fails_the_item_and_runs_nothing(proj, canary, kind):
     assert done.returncode == 1, out
     assert "1 failed" in out
     assert f"modelport: {evil}: names the model class {spec}; a record is data" in out
-    assert "--modelport-model-class" in out and "--modelport-trust" in out and "model_classes" in out
+    suggest = "ci/evil.py:Net" if kind == "evil-file" else spec  # from the project root, where pytest runs
+    assert (f'name the class yourself: [tool.modelport] model_classes = {{"ci/{evil.name}" = "{suggest}"}} or '
+            f"--modelport-model-class {suggest}; or pass --modelport-trust if you trust whoever wrote the record") in out
 
 
 @pytest.mark.parametrize("kind", ["popen", "system"])
@@ -338,3 +340,16 @@ def test_matrix_passes_the_users_choice_on_made_independent_of_the_folder(proj, 
     evil, spec = payload_record(proj, "popen", canary)
     with pytest.raises(RecordNamesCode):
         replay_options(read(evil), evil, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"model_class": ["subprocess", "Popen"]}, "corrupt record: its model class entry is not a string"),
+    ({"model_args": ["touch", "x"]}, "corrupt record: its model class entry is not a string"),
+    ({"inputs": [{"name": "x", "dtype": "complex128", "shape": [0]}]}, "corrupt record: its input hints are unreadable"),
+])
+def test_hints_no_record_writer_writes_are_a_corrupt_record(proj, tmp_path, change, expected):
+    record = rewrite_hints(proj / "ci" / "mlp.mprec", proj / "ci" / "odd.mprec", **change)
+    done = modelport("verify", record, "--model-class", f"{proj / 'nets.py'}:MLP", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = one_line(done.stderr)
+    assert line.startswith(f"modelport: {record}: {expected}"), line
