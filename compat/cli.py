@@ -83,6 +83,14 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
                    ".csv or .parquet (columns named like the training features); default: synthesized from the model")
     g.add_argument("--rows", type=int, default=1000, metavar="N", help="synthesized rows that probe the model's "
                    "boundaries, also added after --inputs rows (default: 1000; 0: only --inputs)")
+    _add_tolerance_options(g)
+    g.add_argument("--batch-size", type=int, metavar="N", help="rows per batch; memory stays flat whatever the row "
+                   "count (default: about 16 MB of inputs per batch, at most 65536 rows)")
+    g.add_argument("--report", metavar="FILE.json", help="also write the report as JSON (schema modelport.check/1)")
+    g.add_argument("--junit", metavar="FILE.xml", help="also write JUnit XML (one test case per output)")
+
+
+def _add_tolerance_options(g) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for synthesized rows (default: 0)")
     g.add_argument("--rtol", type=float, metavar="R", help="relative tolerance for float outputs "
                    "(default by dtype: float32 1e-4, float64 1e-7)")
@@ -90,10 +98,26 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
                    "(default by dtype: float32 1e-5, float64 1e-9)")
     g.add_argument("--tol", action="append", default=[], metavar="OUTPUT=RTOL,ATOL",
                    help="tolerance for one output, e.g. --tol probabilities=1e-3,1e-6 (repeatable)")
-    g.add_argument("--batch-size", type=int, metavar="N", help="rows per batch; memory stays flat whatever the row "
-                   "count (default: about 16 MB of inputs per batch, at most 65536 rows)")
-    g.add_argument("--report", metavar="FILE.json", help="also write the report as JSON (schema modelport.check/1)")
-    g.add_argument("--junit", metavar="FILE.xml", help="also write JUnit XML (one test case per output)")
+
+
+def _add_record_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("rows and tolerances")
+    g.add_argument("--inputs", metavar="DATA", help="rows to record: .npz (arrays named like the inputs), .npy, "
+                   ".csv or .parquet (columns named like the training features); the first --rows of them are "
+                   "stored, the rest only take part in the check; default: rows synthesized from the model")
+    g.add_argument("--rows", type=int, metavar="N", help="rows stored in the record: the first N rows of --inputs "
+                   "(the output says how many were left out), or N synthesized rows without --inputs; no synthesized "
+                   "rows are added to --inputs (default: 256; 0: every row of --inputs)")
+    _add_tolerance_options(g)
+
+
+def _add_replay_class_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model class (torch state dicts)")
+    g.add_argument("--model-class", metavar="MODULE:CLASS", help="the class that rebuilds the model, as "
+                   "pkg.module:Class or path/to/file.py:Class (relative to the current folder). A record names "
+                   "its class too, but modelport imports code a record names only with --trust")
+    g.add_argument("--model-args", metavar="JSON", help="constructor arguments as a JSON object (default: the ones "
+                   "in the record: data, used only with a class you name or trust)")
 
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:
@@ -160,33 +184,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("record", help="capture a golden record for CI", formatter_class=_Formatter, description=(
-        "Run the native model and its ONNX counterpart (given, or converted here and kept inside the record) on "
-        "a few hundred rows and store the inputs, both outputs, the tolerances, the sha256 of each artifact and "
+        "Check the model as `check` does (its ONNX counterpart given, or converted here and kept inside the record; "
+        "on --inputs plus 1000 synthesized rows): nothing is recorded if they disagree. Then run both on the rows "
+        "to record (--rows) and store those inputs, both outputs, the tolerances, the sha256 of each artifact and "
+        "of a --model-class file (stored relative to the record, so the record can move with its project) and "
         "the versions of every library involved. A record is a zip of JSON and .npy arrays (no pickle), with "
         "deterministic bytes: commit it next to the model."),
         epilog="examples:\n  modelport record model.joblib -o model.mprec\n  modelport record model.joblib "
-               "model.onnx -o model.mprec --inputs golden.csv --rows 500")
+               "model.onnx -o model.mprec --inputs golden.csv --rows 500\n  modelport record net.pt -o ci/net.mprec "
+               "--model-class nets.py:Net --input batchx20")
     p.add_argument("native", metavar="NATIVE", help="the native model file")
     p.add_argument("onnx", metavar="MODEL.onnx", nargs="?", help="its ONNX model (default: convert it now)")
     p.add_argument("-o", "--output", metavar="RECORD", required=True, help="where to write the record (.mprec)")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset when converting here")
     _add_load_options(p)
-    _add_check_options(p)
-    p.set_defaults(func=cmd_record, rows=None)
+    _add_record_options(p)
+    p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("verify", help="replay golden records in today's environment", formatter_class=_Formatter,
                        description=(
         "Load each record's artifacts in today's environment and compare three ways: native now vs native then, "
         "ONNX now vs ONNX then, native now vs ONNX now (and, for graphs converted at record time, today's "
-        "conversion). Names the library versions that differ from the record next to the outputs that moved. "
-        "Exit 1 when anything moved or an artifact changed since the record; exit 2 for a corrupt record."),
+        "conversion, which must also need the same precision remedy). Names the library versions that differ "
+        "from the record next to the outputs that moved. A record is data: the model class it names (torch "
+        "state dicts) is imported only with --trust; otherwise give it with --model-class. "
+        "Exit 1 when anything moved or an artifact or model source changed since the record; exit 2 for a "
+        "corrupt record or a model class that is missing, not given, or not a model class."),
         epilog="examples:\n  modelport verify model.mprec\n  modelport verify models/*.mprec --junit verify.xml "
-               "--report verify.json")
+               "--report verify.json\n  modelport verify ci/net.mprec --model-class nets.py:Net")
     p.add_argument("records", nargs="+", metavar="RECORD", help="record files (.mprec)")
-    p.add_argument("--trust", action="store_true", help="load artifacts the static scan does not vouch for")
+    p.add_argument("--trust", action="store_true", help="load artifacts the static scan does not vouch for, and "
+                   "import the model class the record names (only for records from people you trust)")
     p.add_argument("--no-reconvert", action="store_true", help="skip converting again with today's converter")
     p.add_argument("--report", metavar="FILE.json", help="write all results as JSON (schema modelport.verify/1)")
     p.add_argument("--junit", metavar="FILE.xml", help="write JUnit XML (a suite per record, a case per output)")
+    _add_replay_class_options(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("matrix", help="replay a record under other library versions", formatter_class=_Formatter,
@@ -194,14 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Run `modelport verify` on a record inside throwaway virtualenvs, one per --with (installed from the "
         "package index, cached between runs under $MODELPORT_CACHE or ~/.cache/modelport/envs), and report per "
         "environment: does the model load, does it still agree natively, does ONNX, and the first version "
-        "that breaks. Several pins for one environment: separate them with commas."),
+        "that breaks. Several pins for one environment: separate them with commas. --model-class and --trust "
+        "mean what they mean for verify, and are checked before any environment is built."),
         epilog="examples:\n  modelport matrix model.mprec --with scikit-learn==1.5.2 --with scikit-learn==1.7.2\n"
                "  modelport matrix model.mprec --with 'scikit-learn==1.6.1,numpy==1.26.4' --json matrix.json")
     p.add_argument("record", metavar="RECORD", help="a record (.mprec)")
     p.add_argument("--with", dest="withs", action="append", required=True, metavar="PINS",
                    help="pins for one environment, e.g. scikit-learn==1.5.2 (repeatable: one environment each)")
-    p.add_argument("--trust", action="store_true", help="load artifacts the static scan does not vouch for")
+    p.add_argument("--trust", action="store_true", help="load artifacts the static scan does not vouch for, and "
+                   "import the model class the record names")
     p.add_argument("--json", metavar="FILE.json", help="also write the results as JSON (schema modelport.matrix/1)")
+    _add_replay_class_options(p)
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("bench", help="native vs onnxruntime: latency and throughput", formatter_class=_Formatter,
@@ -274,14 +309,24 @@ def _hints(args):
     from convert.spec import parse_input_spec
 
     specs = tuple(parse_input_spec(s, i) for i, s in enumerate(args.input_specs))
+    return convert.Hints(trust=args.trust, inputs=specs, model_class=args.model_class,
+                         model_args=_model_args(args.model_args) or {}, state_key=args.state_key,
+                         exporter=args.exporter, signature_name=args.signature)
+
+
+def _model_args(text: str | None) -> dict | None:
+    """``--model-args`` as a dict (None when not given)."""
+    from convert.errors import BadInputError
+
+    if text is None:
+        return None
     try:
-        model_args = json.loads(args.model_args or "{}")
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise convert.BadInputError(f"--model-args is not valid JSON ({exc.msg})", hint='e.g. \'{"hidden": 64}\'') from None
-    if not isinstance(model_args, dict):
-        raise convert.BadInputError("--model-args must be a JSON object", hint='e.g. \'{"hidden": 64}\'')
-    return convert.Hints(trust=args.trust, inputs=specs, model_class=args.model_class, model_args=model_args,
-                         state_key=args.state_key, exporter=args.exporter, signature_name=args.signature)
+        raise BadInputError(f"--model-args is not valid JSON ({exc.msg})", hint='e.g. \'{"hidden": 64}\'') from None
+    if not isinstance(value, dict):
+        raise BadInputError("--model-args must be a JSON object", hint='e.g. \'{"hidden": 64}\'')
+    return value
 
 
 def _tolerances(args) -> dict:
@@ -359,13 +404,14 @@ def cmd_record(args) -> int:
     from .records import DEFAULT_RECORD_ROWS, build
 
     out = console()
-    rtol_atol = _tolerances(args)
-    record = build(args.native, args.onnx, args.output, inputs=args.inputs,
-                   rows=args.rows if args.rows is not None else DEFAULT_RECORD_ROWS, seed=args.seed,
-                   rtol=args.rtol, atol=args.atol, tolerances=rtol_atol, hints=_hints(args), opset=args.opset)
+    rows = DEFAULT_RECORD_ROWS if args.rows is None else args.rows
+    record = build(args.native, args.onnx, args.output, inputs=args.inputs, rows=rows, seed=args.seed,
+                   rtol=args.rtol, atol=args.atol, tolerances=_tolerances(args), hints=_hints(args), opset=args.opset)
     rows = record.manifest["inputs"][0]["shape"][0] if record.manifest["inputs"] else 0
     size = Path(args.output).stat().st_size
     kept = "ONNX graph kept inside" if record.onnx_bytes else f"ONNX: {record.manifest['onnx']['path']}"
+    for note in record.notes:
+        out.print(note, markup=False, soft_wrap=True)  # one line, whole, for CI logs
     out.print(f"wrote {args.output}: {rows} rows, outputs {', '.join(o['name'] for o in record.manifest['outputs']['native'])}"
               f"; {kept}; {size / 1024:.1f} KiB", markup=False)
     return EXIT_OK
@@ -376,7 +422,9 @@ def cmd_verify(args) -> int:
     from .replay import render_text, verify
 
     out = console()
-    reports = [verify(path, trust=args.trust, reconvert=not args.no_reconvert) for path in args.records]
+    model_args = _model_args(args.model_args)
+    reports = [verify(path, trust=args.trust, reconvert=not args.no_reconvert, model_class=args.model_class,
+                      model_args=model_args) for path in args.records]
     for r in reports:
         render_text(r, out)
     if args.report:
@@ -412,7 +460,8 @@ def cmd_matrix(args) -> int:
     out = console()
     withs = [[pin for pin in item.split(",") if pin.strip()] for item in args.withs]
     out.print(f"preparing {len(withs)} environment(s); the first run installs from the package index...", markup=False)
-    report = matrix(args.record, withs, trust=args.trust)
+    report = matrix(args.record, withs, trust=args.trust, model_class=args.model_class,
+                    model_args=_model_args(args.model_args))
     render_text(report, out)
     if args.json:
         from convert.onnxfile import write_atomic

@@ -23,6 +23,8 @@ import convert
 from convert.errors import BadInputError
 
 from .compare import Tolerance, default_tolerance
+from .model_class import Chosen
+from .model_class import stored as stored_class
 from .report import environment
 
 RECORD_SCHEMA = "modelport.record/1"
@@ -54,6 +56,7 @@ class Record:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     onnx_bytes: bytes | None = None  # a graph converted on the fly is kept inside the record
     path: Path | None = None
+    notes: list[str] = field(default_factory=list)  # what building it did that the user should hear about
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:
@@ -173,36 +176,51 @@ def _artifact_entry(artifact_path: Path, record_path: Path, fmt: str | None = No
     return {"path": rel.replace(os.sep, "/"), "sha256": sha256_of(artifact_path), "format": fmt}
 
 
-def _hints_entry(hints: convert.Hints) -> dict:
+def _hints_entry(hints: convert.Hints, record_path: Path) -> dict:
+    """What the user told ``record`` about the model. A model class is stored as ``model_class.stored``
+    says (a file relative to the record, with its sha256); a replay uses it only under ``--trust``."""
     return {
         "inputs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in hints.inputs],
-        "model_class": hints.model_class, "model_args": dict(hints.model_args), "state_key": hints.state_key,
-        "signature_name": hints.signature_name, "exporter": hints.exporter, "trust": hints.trust,
+        **stored_class(hints.model_class, record_path), "model_args": dict(hints.model_args),
+        "state_key": hints.state_key, "signature_name": hints.signature_name, "exporter": hints.exporter,
+        "trust": hints.trust,
     }
 
 
-def hints_from(entry: dict, trust: bool) -> convert.Hints:
+def hints_from(entry: dict, trust: bool, chosen: Chosen | None = None, path: Path | None = None) -> convert.Hints:
+    """Hints for a replay: the record's data (input specs, state key, signature, exporter) and the model
+    class ``chosen`` by ``model_class.choose`` (never the record's own spec unchosen: a record is data)."""
     from convert.spec import TensorSpec
 
-    specs = tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in entry.get("inputs", []))
-    return convert.Hints(trust=trust, inputs=specs, model_class=entry.get("model_class"),
-                         model_args=entry.get("model_args") or {}, state_key=entry.get("state_key"),
-                         signature_name=entry.get("signature_name"), exporter=entry.get("exporter"))
+    chosen = chosen or Chosen()
+    try:
+        specs = tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in entry.get("inputs", []))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInputError(f"corrupt record: its input hints are unreadable ({type(exc).__name__}: {exc})",
+                            path=path, hint="re-create it with `modelport record`") from None
+    return convert.Hints(trust=trust, inputs=specs, model_class=chosen.spec, model_args=chosen.args,
+                         state_key=entry.get("state_key"), signature_name=entry.get("signature_name"),
+                         exporter=entry.get("exporter"))
 
 
-def _collect(source, rows: int, batch: int = 4096) -> dict[str, np.ndarray]:
+def _collect(source, rows: int | None, batch: int = 4096) -> tuple[dict[str, np.ndarray], int]:
+    """The first ``rows`` rows of ``source`` (every row: None), and how many rows it holds in all (read to
+    its end when it does not say, so that dropping rows is never silent)."""
     parts: list[dict] = []
-    count = 0
+    kept = total = 0
     for chunk in source.batches(batch):
         n = len(next(iter(chunk.values())))
-        take = min(n, rows - count)
-        parts.append({k: np.asarray(v[:take]) for k, v in chunk.items()})
-        count += take
-        if count >= rows:
+        total += n
+        take = n if rows is None else min(n, rows - kept)
+        if take > 0:
+            parts.append({k: np.asarray(v[:take]) for k, v in chunk.items()})
+            kept += take
+        if rows is not None and kept >= rows and source.rows is not None:
+            total = max(total, source.rows)
             break
     if not parts:
         raise BadInputError("no rows to record", path=source.description)
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, total
 
 
 def member_name(kind: str, index: int, name: str) -> str:
@@ -213,14 +231,20 @@ def member_name(kind: str, index: int, name: str) -> str:
 def build(native, onnx_model=None, output: str | Path = "model.mprec", *, inputs=None,
           rows: int = DEFAULT_RECORD_ROWS, seed: int = 0, rtol: float | None = None, atol: float | None = None,
           tolerances: dict | None = None, hints: convert.Hints | None = None, opset: int | None = None) -> Record:
-    """Run the native model (and the ONNX model: given, or converted here and kept inside the record)
-    on ``rows`` rows and capture everything ``verify`` needs later."""
+    """Check the native model against the ONNX model (given, or converted here and kept inside the record) as
+    ``check`` does, then run both on the rows to record and capture everything ``verify`` needs later.
+
+    Recorded rows: the first ``rows`` rows of ``inputs`` (``rows=0``: all of them; ``record.notes`` says when
+    rows were left out), or ``rows`` synthesized rows when there are no ``inputs``."""
     from . import harness as checking
     from .inputs import read_inputs, synthesize
     from .run import OnnxRunner
 
     hints = hints or convert.Hints()
     output = Path(output)
+    if rows < 0 or (rows == 0 and not inputs):
+        raise BadInputError(f"--rows {rows}: nothing to record", hint="--rows N records N rows; --rows 0 keeps "
+                            "every row of --inputs")
     loaded = native if isinstance(native, convert.Loaded) else convert.load(native, hints)
     onnx_bytes = None
     onnx_entry = None
@@ -247,7 +271,11 @@ def build(native, onnx_model=None, output: str | Path = "model.mprec", *, inputs
         onnx_entry = _artifact_entry(onnx_path, output, "onnx")
         model_proto = onnx_bytes_now
     source = read_inputs(inputs, loaded.signature) if inputs else synthesize(loaded.signature, rows=rows, seed=seed)
-    feeds = _collect(source, rows)
+    feeds, available = _collect(source, rows or None)
+    kept = len(next(iter(feeds.values())))
+    notes = [f"recorded the first {kept} of the {available} rows of {source.description}; the other "
+             f"{available - kept} were left out (--rows N records more, --rows 0 all of them)"] \
+        if inputs and available > kept else []
     native_out = loaded.run(feeds)
     runner = OnnxRunner(model_proto)
     onnx_out = runner({n: feeds[n] for n in runner.input_names})
@@ -281,7 +309,7 @@ def build(native, onnx_model=None, output: str | Path = "model.mprec", *, inputs
         "onnx": onnx_entry,
         "adapter": loaded.adapter,
         "model": loaded.facts.get("estimator") or loaded.facts.get("model") or "",
-        "hints": _hints_entry(hints),
+        "hints": _hints_entry(hints, output),
         "inputs": manifest_inputs,
         "input_source": source.description,
         "outputs": manifest_outputs,
@@ -291,7 +319,7 @@ def build(native, onnx_model=None, output: str | Path = "model.mprec", *, inputs
         "tolerances": tol_table,
         "environment": environment(),
     }
-    record = Record(json.loads(json.dumps(manifest, default=_json_default)), arrays, onnx_bytes, output)
+    record = Record(json.loads(json.dumps(manifest, default=_json_default)), arrays, onnx_bytes, output, notes)
     write(record, output)
     return record
 

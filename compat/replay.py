@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 import convert
-from convert.errors import ModelportError
+from convert.errors import ModelClassError, ModelportError
 
 from .compare import OutputComparison, OutputStats
+from .model_class import choose
 from .records import Record, hints_from, read, sha256_of
 from .report import environment
 
@@ -104,12 +105,18 @@ def _compare(name: str, record: Record, reference: dict, candidate: dict, scores
     return comp
 
 
-def verify(path: str | Path, *, trust: bool = False, reconvert: bool = True) -> VerifyReport:
-    """Replay one record. Raises BadInputError (exit 2) for a corrupt or newer-schema record; everything
-    else (changed artifact, a model that no longer loads, outputs that moved) is a failed report."""
+def verify(path: str | Path, *, trust: bool = False, reconvert: bool = True, model_class: str | None = None,
+           model_args: dict | None = None) -> VerifyReport:
+    """Replay one record. Raises BadInputError (exit 2) for a corrupt or newer-schema record, and for a model
+    class that cannot be used: one the record names while the caller neither gives ``model_class`` (a file
+    path relative to the current folder, or pkg.module:Class) nor ``trust``s the record, a file that is not
+    there, or something that is not the framework's model class. Everything else (a changed artifact or
+    model source, a model that no longer loads, outputs that moved) is a failed report."""
     t0 = time.perf_counter()
     record = read(path)
     manifest = record.manifest
+    chosen = choose(manifest.get("hints") or {}, Path(path), model_class=model_class, model_args=model_args,
+                    trust=trust)
     report = VerifyReport(str(path), model=manifest.get("model", ""))
     report.versions = version_changes(manifest.get("environment", {}), report.environment)
     base = Path(path).resolve().parent
@@ -130,8 +137,14 @@ def verify(path: str | Path, *, trust: bool = False, reconvert: bool = True) -> 
             return fail("artifact-changed", f"{label} artifact missing: {target}")
         if sha256_of(target) != entry["sha256"]:
             return fail("artifact-changed", f"artifact changed since record: {target}")
+    if chosen.changed:
+        return fail("artifact-changed", chosen.changed)
+    hints = hints_from(manifest.get("hints") or {}, trust, chosen, Path(path))  # a corrupt entry: exit 2
     try:
-        loaded = convert.load(native_path, hints_from(manifest.get("hints", {}), trust))
+        loaded = convert.load(native_path, hints)
+    except ModelClassError as exc:  # the class given cannot be one: the caller's input, not today's environment
+        raise ModelClassError(f"model class {exc.message}" if exc.path is None else
+                              f"model class {exc.path}: {exc.message}", path=path, hint=exc.hint) from None
     except ModelportError as exc:
         return fail("load-failed", f"native model no longer loads: {exc.line()}")
     inputs = record.inputs
@@ -173,7 +186,8 @@ def verify(path: str | Path, *, trust: bool = False, reconvert: bool = True) -> 
 
 
 def _reconverted(loaded, record: Record, native_now: dict) -> Comparison:
-    """Today's converter on today's native model, run on the recorded inputs."""
+    """Today's converter on today's native model, run on the recorded inputs. A remedy other than the one
+    the record's graph needed (plain then, ``double`` now) is a change in the converter: it fails."""
     from .harness import convert_and_check
     from .run import OnnxRunner
 
@@ -186,16 +200,24 @@ def _reconverted(loaded, record: Record, native_now: dict) -> Comparison:
     runner = OnnxRunner(result.converted.model)
     now = runner({n: record.inputs[n] for n in runner.input_names})
     comp = _compare("reconverted vs native now", record, native_now, now, native_now)
+    onnx_entry = record.manifest.get("onnx") or {}
+    then, today = onnx_entry.get("remedy"), result.converted.remedy
     if not result.passed:
         comp.note = "failed: today's conversion disagrees on synthesized rows"
+    elif "remedy" in onnx_entry and then != today:
+        tried = ", ".join(f"{remedy_name(a.remedy)} {a.verdict}" for a in result.attempts)
+        comp.note = f"failed: remedy changed: {remedy_name(then)} -> {remedy_name(today)} (today: {tried})"
     return comp
 
 
-def verify_many(paths, *, trust: bool = False, reconvert: bool = True) -> list[VerifyReport]:
-    reports = []
-    for p in paths:
-        reports.append(verify(p, trust=trust, reconvert=reconvert))
-    return reports
+def remedy_name(remedy: str | None) -> str:
+    return remedy or "plain"
+
+
+def verify_many(paths, *, trust: bool = False, reconvert: bool = True, model_class: str | None = None,
+                model_args: dict | None = None) -> list[VerifyReport]:
+    return [verify(p, trust=trust, reconvert=reconvert, model_class=model_class, model_args=model_args)
+            for p in paths]
 
 
 def render_text(report: VerifyReport, console) -> None:

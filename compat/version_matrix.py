@@ -5,6 +5,10 @@ keyed by the Python, the pins and the modelport version, so a second run reuses 
 installed from the same source as the one running (editable checkout or the released version), with the
 extra the record's framework needs, and the ``--with`` pins on top; then ``modelport verify`` runs inside
 and its JSON says: does the native model load, does it still agree with the record, does ONNX.
+
+The record's model class is settled here, before any environment is built, exactly as ``verify`` settles
+it (``model_class.choose``: the user's ``--model-class``, or the record's only with ``--trust``), and the
+user's options are passed on made independent of the folder each environment's verify runs in.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convert import ClassSpec
 from convert.errors import BadInputError
 
+from .model_class import choose
 from .records import read
 
 MATRIX_SCHEMA = "modelport.matrix/1"
@@ -95,6 +101,17 @@ def _run(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
+def telling_line(output: str) -> str | None:
+    """The line of a failed command's output that says why: pip's last ``ERROR:`` line (its very last line is
+    often a generic note), else the last line that is not a note."""
+    lines = [line.strip() for line in (output or "").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:") or line.startswith("modelport:")]
+    if errors:
+        return errors[-1]
+    plain = [line for line in lines if not line.startswith("note:")]
+    return (plain or lines or [None])[-1]
+
+
 def ensure_env(pins: list[str], extra: str, python: str = sys.executable, timeout: float = 1800) -> tuple[Path, str | None]:
     """A venv with modelport[extra] and ``pins`` installed, created once and cached. Returns (path, error)."""
     requirement, source_key = _modelport_source()
@@ -117,13 +134,48 @@ def ensure_env(pins: list[str], extra: str, python: str = sys.executable, timeou
         except subprocess.TimeoutExpired:
             return env, f"timed out: {' '.join(cmd[-3:])}"
         if done.returncode != 0:
-            tail = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
-            return env, (tail[-1] if tail else f"exit {done.returncode}")[:300]
+            return env, telling_line(done.stderr or done.stdout) or f"exit {done.returncode}"
     marker.write_text(json.dumps({"pins": pins, "extra": extra}))
     return env, None
 
 
-def run_env(record_path: Path, pins: list[str], extra: str, trust: bool = False) -> EnvResult:
+@dataclass(frozen=True)
+class Replay:
+    """The options each environment's ``modelport verify`` gets: ``model_class`` is an absolute file path or
+    a module spec importable from ``pythonpath`` (the caller's folder, where it would import from locally)."""
+
+    trust: bool = False
+    model_class: str | None = None
+    model_args: dict | None = None
+    pythonpath: str = ""
+
+    def options(self) -> list[str]:
+        opts = ["--trust"] if self.trust else []
+        if self.model_class:
+            opts += ["--model-class", self.model_class]
+        if self.model_args is not None:
+            opts += ["--model-args", json.dumps(self.model_args)]
+        return opts
+
+
+def replay_options(record, record_path: Path, *, trust: bool = False, model_class: str | None = None,
+                   model_args: dict | None = None, cwd: Path | None = None) -> Replay:
+    """Settle the model class as ``verify`` would (raises the same exit-2 errors, before any environment is
+    built) and spell the user's choice so that it means the same from inside an environment."""
+    cwd = Path(cwd or os.getcwd())
+    chosen = choose(record.manifest.get("hints") or {}, record_path, model_class=model_class,
+                    model_args=model_args, trust=trust, cwd=cwd)
+    if chosen.origin != "user":
+        return Replay(trust, None, model_args)
+    is_module = not ClassSpec.parse(chosen.spec).is_file
+    return Replay(trust, chosen.spec, model_args, str(cwd) if is_module else "")
+
+
+def verify_command(python: str, record_path: Path, report: Path, replay: Replay) -> list[str]:
+    return [python, "-m", "compat.cli", "verify", str(record_path), "--report", str(report), *replay.options()]
+
+
+def run_env(record_path: Path, pins: list[str], extra: str, replay: Replay = Replay()) -> EnvResult:
     t0 = time.perf_counter()
     result = EnvResult(pins)
     env, error = ensure_env(pins, extra)
@@ -134,17 +186,14 @@ def run_env(record_path: Path, pins: list[str], extra: str, trust: bool = False)
         return result
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "verify.json"
-        cmd = [str(env / "bin" / "python"), "-m", "compat.cli", "verify", str(record_path), "--report", str(out)]
-        if trust:
-            cmd.append("--trust")
+        cmd = verify_command(str(env / "bin" / "python"), record_path, out, replay)
         try:
-            done = _run(cmd, 1800, cwd=tmp, env=dict(os.environ, PYTHONPATH=""))
+            done = _run(cmd, 1800, cwd=tmp, env=dict(os.environ, PYTHONPATH=replay.pythonpath))
         except subprocess.TimeoutExpired:
             done = None
         if done is None or not out.exists():
             result.status = "verify-error"
-            err = (done.stderr or done.stdout).strip().splitlines() if done else ["timed out"]
-            result.reason = (err[-1] if err else "verify did not run")[:300]
+            result.reason = (telling_line(done.stderr or done.stdout) if done else "timed out") or "verify did not run"
             result.seconds = time.perf_counter() - t0
             return result
         data = json.loads(out.read_text())["records"][0]
@@ -171,7 +220,8 @@ def _version_key(result: EnvResult):
 
 def first_breaking(results: list[EnvResult]) -> str | None:
     """In ascending version order, the first environment that fails after one that passed (an upgrade
-    that breaks); else, if the lowest versions fail and later ones pass, the last failing one below."""
+    that breaks); else, if the lowest versions fail and later ones pass, the last failing one below; else, if
+    every environment fails, the lowest one (named, never None: a failing matrix always says where)."""
     ordered = sorted(results, key=_version_key)
     seen_pass = False
     for r in ordered:
@@ -182,31 +232,42 @@ def first_breaking(results: list[EnvResult]) -> str | None:
     fails_below = [r for r in ordered if r.verdict != "pass"]
     if fails_below and seen_pass:
         return fails_below[-1].label + " (and below)"
+    if fails_below:
+        return ordered[0].label + (" (and every environment above it)" if len(ordered) > 1 else "")
     return None
 
 
-def matrix(record_path: str | Path, withs: list[list[str]], trust: bool = False) -> MatrixReport:
-    """``withs``: one list of pins per environment, e.g. [["scikit-learn==1.5.2"], ["scikit-learn==1.7.2"]]."""
+def matrix(record_path: str | Path, withs: list[list[str]], trust: bool = False, model_class: str | None = None,
+           model_args: dict | None = None) -> MatrixReport:
+    """``withs``: one list of pins per environment, e.g. [["scikit-learn==1.5.2"], ["scikit-learn==1.7.2"]].
+    ``model_class``/``model_args``/``trust`` as for ``verify``; a record naming a class without either is
+    refused (exit 2) before any environment is built."""
     record_path = Path(record_path).resolve()
     record = read(record_path)
+    replay = replay_options(record, record_path, trust=trust, model_class=model_class, model_args=model_args)
     framework = record.manifest.get("adapter") or record.manifest["native"].get("framework") or "sklearn"
     extra = EXTRAS.get(framework, "sklearn")
-    results = [run_env(record_path, [parse_pin(p) for p in pins], extra, trust) for pins in withs]
+    pinned = [[parse_pin(p) for p in pins] for pins in withs]
+    results = [run_env(record_path, pins, extra, replay) for pins in pinned]
     return MatrixReport(str(record_path), results, first_breaking(results))
 
 
 def render_text(report: MatrixReport, console) -> None:
+    """A table of yes/no per environment; each failing environment's reason in full below it (a table cell
+    would cut or fold it)."""
     from rich.markup import escape
     from rich.table import Table
 
     yes_no = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}
     table = Table(title=escape(f"version matrix: {report.record}"), title_justify="left", header_style="bold")
-    for col in ("environment", "loads", "native agrees", "ONNX agrees", "verdict", "reason"):
+    for col in ("environment", "loads", "native agrees", "ONNX agrees", "verdict"):
         table.add_column(col)
     for r in report.results:
         verdict = "[green]pass[/]" if r.verdict == "pass" else f"[red]{r.status if r.status != 'ok' else 'fail'}[/]"
-        table.add_row(escape(r.label), yes_no[r.loads], yes_no[r.native_agrees], yes_no[r.onnx_agrees], verdict,
-                      escape((r.reason or "")[:90]))
+        table.add_row(escape(r.label), yes_no[r.loads], yes_no[r.native_agrees], yes_no[r.onnx_agrees], verdict)
     console.print(table)
+    for r in report.results:
+        if r.verdict != "pass" and r.reason:
+            console.print(f"{r.label}: {r.reason}", markup=False, soft_wrap=True)
     if report.first_breaking:
         console.print(f"first breaking: [bold]{escape(report.first_breaking)}[/]")

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import adapters
-from .adapters.base import Converted, Hints, Loaded
+from .adapters.base import ClassSpec, Converted, Hints, Loaded
 from .artifact import Artifact, Finding, GlobalRef, PickleScan
-from .errors import (BadInputError, EnvironmentProblem, ModelportError, UnsafeArtifactError,
+from .errors import (BadInputError, EnvironmentProblem, ModelClassError, ModelportError, UnsafeArtifactError,
                      UnsupportedModelError)
 from .onnxfile import save
 from .spec import Domain, OutputSpec, Signature, TensorSpec, parse_dims
@@ -58,7 +58,7 @@ def remedies(loaded: Loaded) -> tuple[str | None, ...]:
 
 
 __all__ = [
-    "Artifact", "BadInputError", "Converted", "Domain", "EnvironmentProblem", "Finding", "GlobalRef", "Hints",
-    "Loaded", "ModelportError", "OutputSpec", "PickleScan", "Signature", "TensorSpec", "UnsafeArtifactError",
-    "UnsupportedModelError", "inspect", "load", "parse_dims", "remedies", "save", "to_onnx",
+    "Artifact", "BadInputError", "ClassSpec", "Converted", "Domain", "EnvironmentProblem", "Finding", "GlobalRef",
+    "Hints", "Loaded", "ModelClassError", "ModelportError", "OutputSpec", "PickleScan", "Signature", "TensorSpec",
+    "UnsafeArtifactError", "UnsupportedModelError", "inspect", "load", "parse_dims", "remedies", "save", "to_onnx",
 ]

@@ -28,6 +28,12 @@ class BadInputError(ModelportError):
     exit_code = 2
 
 
+class ModelClassError(BadInputError):
+    """The model class named (``--model-class``) cannot be one: no such file or attribute, not a class, not the
+    framework's model type. Exit 2 like any bad input; a replay re-raises it instead of reporting "the model
+    no longer loads", because it is the caller's mistake, not the environment's."""
+
+
 class UnsafeArtifactError(ModelportError):
     """Loading would run code the static scan does not trust (exit 1)."""
 

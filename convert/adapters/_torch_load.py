@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..artifact import Artifact
-from ..errors import BadInputError, EnvironmentProblem, UnsafeArtifactError, UnsupportedModelError
-from .base import Hints
+from ..errors import BadInputError, EnvironmentProblem, ModelClassError, UnsafeArtifactError, UnsupportedModelError
+from .base import ClassSpec, Hints
 
 TRUST_HINT = "pass --trust only if you trust whoever wrote it"
 CLASS_HINT = ("give --model-class pkg.module:Class or path/to/file.py:Class, and --model-args '{...}' if it takes "
@@ -368,13 +368,16 @@ def load_weights(model, state, name: str, artifact: Artifact) -> None:
 
 
 def build_model(hints: Hints, artifact: Artifact, state, torch):
-    """Import ``--model-class`` and construct it with ``--model-args``; (model, class name)."""
+    """Import ``--model-class`` and construct it with ``--model-args``; (model, class name). Nothing is called
+    unless it is a subclass of ``torch.nn.Module``: a spec naming ``subprocess:Popen`` or ``os:system`` is
+    refused, not run."""
     if not hints.model_class:
         first = next(iter(state.items()))
         raise BadInputError(f"holds a state dict ({len(state)} tensors, e.g. {first[0]} {list(first[1].shape)}) "
                             "but not the model's code", path=artifact.path, hint=CLASS_HINT)
     cls = import_class(hints.model_class)
-    name = getattr(cls, "__name__", hints.model_class)
+    require_module_class(cls, hints.model_class, torch)
+    name = cls.__name__
     args = dict(hints.model_args or {})
     try:
         model = cls(**args)
@@ -382,10 +385,29 @@ def build_model(hints: Hints, artifact: Artifact, state, torch):
         shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
         raise BadInputError(f"cannot construct {name}({shown}): {first_line(exc)}", path=hints.model_class,
                             hint="check --model-args (a JSON object of constructor arguments)") from None
-    if not isinstance(model, torch.nn.Module):
+    if not isinstance(model, torch.nn.Module):  # a __new__ that returns something else
         raise BadInputError(f"{name}(...) gives a {type(model).__name__}, not a torch.nn.Module",
                             path=hints.model_class, hint=CLASS_HINT)
     return model, name
+
+
+def require_module_class(obj, spec: str, torch) -> None:
+    """Refuse, before anything calls it, whatever is not a class deriving from ``torch.nn.Module``. The test
+    reads the object's real type (``type(obj)``, not ``obj.__class__``, which an object can fake)."""
+    if issubclass(type(obj), type) and issubclass(obj, torch.nn.Module):
+        return
+    raise ModelClassError(f"{_what(obj)}, not a torch.nn.Module subclass; nothing was called", path=spec,
+                          hint=CLASS_HINT)
+
+
+def _what(obj) -> str:
+    """What ``obj`` is, read from its real type only (no attribute lookup on ``obj`` that it could answer)."""
+    kind = type(obj)
+    if issubclass(kind, type):
+        return f"is the class {type.__getattribute__(obj, '__module__')}.{type.__getattribute__(obj, '__qualname__')}"
+    noun = {"builtin_function_or_method": "a built-in function", "function": "a function", "module": "a module",
+            "method": "a method"}.get(kind.__name__, f"an object of type {kind.__name__}")
+    return f"is {noun}"
 
 
 @contextmanager
@@ -401,13 +423,12 @@ def _on_path(folder: str):
 
 
 def import_class(spec: str):
-    """``pkg.module:Class`` (importable from the current folder) or ``path/to/file.py:Class``."""
-    where, sep, attr = spec.rpartition(":")
-    if not sep or not where or not attr:
-        raise BadInputError(f"--model-class {spec!r} is not MODULE:CLASS", hint=CLASS_HINT)
-    is_file = where.endswith(".py") or "/" in where or os.sep in where
+    """``pkg.module:Class`` (importable from the current folder) or ``path/to/file.py:Class``: the object it
+    names, imported (which runs the module's code: only for a class the user named or trusts)."""
+    parsed = ClassSpec.parse(spec)
+    where, attr = parsed.where, parsed.attr
     try:
-        module = _import_file(Path(where)) if is_file else _import_module(where)
+        module = _import_file(Path(where)) if parsed.is_file else _import_module(where)
     except BadInputError:
         raise
     except SyntaxError as exc:
@@ -424,10 +445,8 @@ def import_class(spec: str):
         obj = getattr(obj, part, None)
         if obj is None:
             known = sorted(n for n, v in vars(module).items() if isinstance(v, type) and _is_module_class(v))
-            raise BadInputError(f"{where} has no {attr}", path=where,
-                                hint=f"it defines: {', '.join(known)}" if known else CLASS_HINT)
-    if not callable(obj):
-        raise BadInputError(f"{where}:{attr} is a {type(obj).__name__}, not a class", path=where, hint=CLASS_HINT)
+            raise ModelClassError(f"{where} has no {attr}", path=where,
+                                  hint=f"it defines: {', '.join(known)}" if known else CLASS_HINT)
     return obj
 
 
@@ -448,7 +467,7 @@ def _import_module(name: str):
 def _import_file(path: Path):
     path = path.expanduser().resolve()
     if not path.is_file():
-        raise BadInputError("no such file", path=path, hint=CLASS_HINT)
+        raise ModelClassError("no such file", path=path, hint=CLASS_HINT)
     name = f"_modelport_user_{path.stem}_{abs(hash(str(path))) & 0xFFFFFF:x}"
     if name in sys.modules:
         return sys.modules[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
@@ -10,6 +11,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from ..artifact import Artifact
+from ..errors import ModelClassError
 from ..spec import Signature, TensorSpec
 
 # TensorFlow is published under several distribution names; whichever is installed answers for all
@@ -28,6 +30,36 @@ def installed_version(dist: str | None) -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
+
+
+CLASS_SPEC_HINT = "give pkg.module:Class or path/to/file.py:Class"
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """A model class as people name it: ``pkg.module:Class`` (a module importable from the current folder) or
+    ``path/to/file.py:Class`` (a file). Parsing reads and imports nothing: callers decide where a file path
+    is relative to, and whether whoever named it may make modelport import it."""
+
+    where: str  # the module name or the file path
+    attr: str  # the class, possibly dotted (Outer.Inner)
+
+    @classmethod
+    def parse(cls, text: str) -> ClassSpec:
+        where, sep, attr = str(text).rpartition(":")
+        if not sep or not where or not attr:
+            raise ModelClassError(f"model class {text!r} is not MODULE:CLASS", hint=CLASS_SPEC_HINT)
+        return cls(where, attr)
+
+    @property
+    def is_file(self) -> bool:
+        return self.where.endswith(".py") or "/" in self.where or os.sep in self.where
+
+    def with_where(self, where: str) -> ClassSpec:
+        return ClassSpec(where, self.attr)
+
+    def __str__(self) -> str:
+        return f"{self.where}:{self.attr}"
 
 
 @dataclass(frozen=True)

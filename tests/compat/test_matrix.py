@@ -25,6 +25,27 @@ def test_first_breaking_version_is_found_in_upgrade_order():
     assert first_breaking(results) == "scikit-learn==1.7.2"
     assert first_breaking([env("1.2.2", "fail"), env("1.6.1", "pass")]) == "scikit-learn==1.2.2 (and below)"
     assert first_breaking([env("1.6.1", "pass")]) is None
+    # every environment fails: the matrix still says where (never null)
+    assert first_breaking([env("1.6.1", "fail")]) == "scikit-learn==1.6.1"
+    assert first_breaking([env("1.7.2", "fail"), env("1.6.1", "fail")]) == \
+        "scikit-learn==1.6.1 (and every environment above it)"
+
+
+def test_the_table_never_cuts_a_reason():
+    import io
+
+    from rich.console import Console
+
+    from compat.version_matrix import MatrixReport, render_text
+
+    reason = ("native model no longer loads: " + "a long explanation from the library, " * 8).strip() + " END"
+    results = [EnvResult(["scikit-learn==1.6.1"], status="ok", loads=False, verdict="fail", reason=reason),
+               EnvResult(["scikit-learn==1.7.2"], verdict="pass", loads=True, native_agrees=True, onnx_agrees=True)]
+    buf = io.StringIO()
+    render_text(MatrixReport("m.mprec", results, first_breaking(results)), Console(file=buf, width=100))
+    lines = buf.getvalue().splitlines()
+    assert len(reason) > 200 and f"scikit-learn==1.6.1: {reason}" in lines
+    assert lines[-1] == "first breaking: scikit-learn==1.6.1 (and below)"
 
 
 @pytest.mark.slow

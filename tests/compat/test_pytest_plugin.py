@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -23,9 +24,9 @@ def test_plain_pytest_runs_a_projects_records(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.modelport]\nrecords = ["models/*.mprec"]\n')
     compat.record(models / "gbr.joblib", output=models / "gbr.mprec")
 
-    def pytest_in_project(*extra):
+    def pytest_in_project(*extra):  # this checkout's plugin, not whichever modelport the venv has installed
         return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra],
-                              capture_output=True, text=True, cwd=tmp_path)
+                              capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
     passing = pytest_in_project()
     assert passing.returncode == 0, passing.stdout + passing.stderr
@@ -53,5 +54,5 @@ def test_plain_pytest_runs_a_projects_records(tmp_path):
 def test_no_records_configured_means_no_items(tmp_path):
     (tmp_path / "test_nothing.py").write_text("def test_ok():\n    pass\n")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], capture_output=True,
-                          text=True, cwd=tmp_path)
+                          text=True, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 0 and "1 passed" in done.stdout

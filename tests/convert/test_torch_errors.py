@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -82,8 +85,9 @@ def test_model_class_that_cannot_be_imported_or_constructed(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.py").write_text("def oops(:\n")
     (tmp_path / "raising.py").write_text("raise RuntimeError('needs a GPU')\n")
+    canary = tmp_path / "canary"
     (tmp_path / "plain.py").write_text("import torch\nclass Net(torch.nn.Module):\n    pass\n"
-                                       "def make():\n    return 3\n")
+                                       f"def make():\n    open({str(canary)!r}, 'w').close()\n    return 3\n")
     spec, args, expected = {
         "no file": (f"{tmp_path}/missing.py:Net", {}, "no such file"),
         "no module": ("nowhere_to_be_found.models:Net", {}, "cannot import nowhere_to_be_found.models"),
@@ -92,11 +96,52 @@ def test_model_class_that_cannot_be_imported_or_constructed(tmp_path, monkeypatc
         "no class": (f"{tmp_path}/plain.py:Missing", {}, "has no Missing (it defines: Net)"),
         "not MODULE:CLASS": ("just_a_name", {}, "is not MODULE:CLASS"),
         "bad constructor args": (f"{NETS}:MLP", {"hiden": 3}, "cannot construct MLP(hiden=3): TypeError"),
-        "not a module": (f"{tmp_path}/plain.py:make", {}, "gives a int, not a torch.nn.Module"),
+        "not a module": (f"{tmp_path}/plain.py:make", {}, "plain.py:make: is a function, not a torch.nn.Module "
+                                                         "subclass; nothing was called"),
     }[case]
     with pytest.raises(BadInputError) as info:
         load(mlp_state(tmp_path), model_class=spec, model_args=args)
     assert expected in one_line(info.value)
+    assert not canary.exists()  # "make" was refused, not called
+
+
+# spec -> (what the refusal calls it, constructor arguments that make it leave a trace: {canary} / {victim})
+CALLABLE_PAYLOADS = {
+    "subprocess:Popen": ("is the class subprocess.Popen", {"args": ["touch", "{canary}"]}),
+    "subprocess:run": ("is a function", {"args": ["touch", "{canary}"]}),
+    "os:system": ("is a built-in function", {"command": "touch {canary}"}),
+    "shutil:rmtree": ("is a function", {"path": "{victim}"}),
+}
+
+
+def _payload_args(template: dict, canary: Path, victim: Path) -> dict:
+    fill = lambda v: v.format(canary=canary, victim=victim) if isinstance(v, str) else [fill(x) for x in v]  # noqa: E731
+    return {k: fill(v) for k, v in template.items()}
+
+
+@pytest.mark.parametrize("spec", sorted(CALLABLE_PAYLOADS))
+def test_a_model_class_that_is_not_an_nn_module_is_refused_before_it_is_called(tmp_path, spec):
+    """``convert --model-class`` gets the same guard as a replay: only a torch.nn.Module subclass is ever
+    constructed; a callable that would run a command with the model arguments is refused, never called."""
+    what, template = CALLABLE_PAYLOADS[spec]
+    canary, victim = tmp_path / "canary", tmp_path / "victim"
+    victim.mkdir()
+    args = _payload_args(template, canary, victim)
+    with pytest.raises(convert.ModelClassError) as info:
+        load(mlp_state(tmp_path), model_class=spec, model_args=args)
+    line = one_line(info.value)
+    assert info.value.exit_code == 2
+    assert line.startswith(f"{spec}: {what}, not a torch.nn.Module subclass; nothing was called"), line
+    assert not canary.exists() and victim.is_dir()
+    # live control, in another process: the same spec and arguments, called, do leave their trace
+    code = ("import importlib, json, sys\nmodule, attr = sys.argv[1].split(':')\n"
+            "getattr(importlib.import_module(module), attr)(**json.loads(sys.argv[2]))")
+    subprocess.run([sys.executable, "-c", code, spec, json.dumps(args)], capture_output=True, timeout=60)
+    for _ in range(50):  # Popen returns before its child has run
+        if canary.exists() or not victim.exists():
+            break
+        time.sleep(0.1)
+    assert canary.exists() or not victim.exists()
 
 
 def test_checkpoint_keys_that_hold_no_state_dict(tmp_path):
