@@ -1,4 +1,5 @@
-"""TensorFlow SavedModel folders: completeness, the file-system-op gate, the signature to convert."""
+"""TensorFlow SavedModel folders: completeness, the static-scan gate (graph ops, outside symlinks), the
+signature to convert."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from ..artifact import Artifact, Finding
 from ..errors import BadInputError, UnsafeArtifactError, UnsupportedModelError
-from ..keras_scan import scan_savedmodel
+from ..savedmodel_scan import scan_savedmodel
 from ..spec import OutputSpec, TensorSpec
 from . import _tf_env
 from ._tf_convert import Serving
@@ -14,6 +15,8 @@ from ._tf_graph import apply_input_hints, dtype_name, symbolic_shape
 
 DEFAULT_SIGNATURE = "serving_default"
 TRUST_HINT = "inspect it with `modelport inspect`; pass --trust only if you trust whoever wrote it"
+LINK_HINT = ("--trust does not lift this; if the links are yours (a model cache), copy the folder with its files "
+             "(cp -rL) and convert the copy")
 
 
 def check_files(artifact: Artifact) -> None:
@@ -34,18 +37,25 @@ def check_files(artifact: Artifact) -> None:
 
 
 def scan_gate(artifact: Artifact, trust: bool, notes: list[str]) -> tuple[list[Finding], dict]:
-    """Graph ops that write files or call Python are refused without ``trust`` (exit 1); ops that read files
-    are loaded with a note (the check would run them)."""
+    """The static scan, enforced. Symlinks leading out of the folder are refused whatever the trust (the loader
+    would read files the folder does not hold); ops that write files, reach the network or call Python where
+    a signature or the loader reaches them (unsafe), and ops that read files or are not on the allowlist
+    (suspicious), are refused without ``trust`` (exit 1); with it they are loaded with a note."""
     verdict, findings, facts = scan_savedmodel(artifact.path)
+    links = facts.get("outside_links") or []
+    if links:
+        shown = ", ".join(links[:3]) + (f" (+{len(links) - 3} more)" if len(links) > 3 else "")
+        raise UnsafeArtifactError(f"symlinks point outside the SavedModel folder: {shown}", path=artifact.path,
+                                  findings=findings, hint=LINK_HINT)
     if facts.get("error"):
         raise BadInputError(facts["error"], path=artifact.path, hint="copy the whole folder again")
-    unsafe = [f for f in findings if f.severity == "unsafe"]
-    if unsafe and not trust:
-        shown = "; ".join(f"{f.what} (in {f.where})" for f in unsafe[:3])
-        raise UnsafeArtifactError(f"unsafe: {shown}", path=artifact.path, findings=findings, hint=TRUST_HINT)
-    for f in findings:
-        if f.severity in ("suspicious", "unsafe"):
-            notes.append(f"{f.what} (in {f.where}): running the model touches the file system")
+    flagged = [f for f in findings if f.severity in ("unsafe", "suspicious")]
+    if flagged and not trust:
+        shown = "; ".join(f"{f.what} (in {f.where})" for f in flagged[:3])
+        more = f" (+{len(flagged) - 3} more)" if len(flagged) > 3 else ""
+        raise UnsafeArtifactError(f"{verdict}: {shown}{more}", path=artifact.path, findings=findings, hint=TRUST_HINT)
+    for f in flagged:
+        notes.append(f"loaded with --trust: {f.what} (in {f.where})")
     return findings, facts
 
 
