@@ -294,7 +294,7 @@ class _SavedModelFacts:
         out = {"tags": self.tags, "signatures": self.signatures,
                "functions": sum(len(g.functions) for g in self.graphs),
                "nodes": sum(len(g.nodes) + sum(map(len, g.functions.values())) for g in self.graphs),
-               "op_types": len(ops), "ops": sorted(ops)}
+               "op_types": len(ops), "ops": sorted(ops), "saver": any(g.saver for g in self.graphs)}
         out.update(self.versions)
         return out
 

@@ -20,18 +20,27 @@ LINK_HINT = ("--trust does not lift this; if the links are yours (a model cache)
 
 
 def check_files(artifact: Artifact) -> None:
-    """A SavedModel is saved_model.pb plus variables/variables.index (TensorFlow writes both, even for a model
-    without variables): a folder missing either was copied incompletely."""
+    """A SavedModel is saved_model.pb (and the variables ``check_variables`` asks for)."""
     path = Path(artifact.path)
     if not (path / "saved_model.pb").is_file():
         what = "saved_model.pbtxt (a text SavedModel, not supported)" if (path / "saved_model.pbtxt").is_file() \
             else "no saved_model.pb"
         raise BadInputError(f"incomplete SavedModel folder: {what}", path=path,
                             hint="copy the whole folder the model was saved to")
+
+
+def check_variables(artifact: Artifact, facts: dict) -> None:
+    """A graph with a saver restores variables/variables.index (TensorFlow 2 writes both, even for a model
+    without variables): a folder missing it was copied incompletely. A TF1 graph without variables has no
+    saver and no checkpoint."""
+    path = Path(artifact.path)
+    if not facts.get("saver"):
+        return
     if not (path / "variables").is_dir():
         raise BadInputError("incomplete SavedModel folder: no variables/ folder", path=path,
                             hint="copy the whole folder the model was saved to, variables/ included")
-    if not (path / "variables" / "variables.index").is_file():
+    v1_checkpoint = (path / "variables" / "variables").is_file()  # a TF1 saver writing the V1 format
+    if not (path / "variables" / "variables.index").is_file() and not v1_checkpoint:
         raise BadInputError("incomplete SavedModel folder: variables/variables.index is missing", path=path,
                             hint="copy the whole folder the model was saved to, variables/ included")
 

@@ -112,6 +112,7 @@ def _load_savedmodel(artifact: Artifact, hints: Hints) -> Loaded:
     notes: list[str] = []
     _tf_savedmodel.check_files(artifact)
     findings, facts = _tf_savedmodel.scan_gate(artifact, hints.trust, notes)
+    _tf_savedmodel.check_variables(artifact, facts)
     obj = _tf_savedmodel.load(artifact)
     name, fn = _tf_savedmodel.pick_signature(obj, hints.signature_name, artifact.path, notes)
     serving, specs = _tf_savedmodel.serving(obj, name, fn, hints, artifact.path)

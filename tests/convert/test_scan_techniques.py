@@ -805,16 +805,21 @@ def test_keras_and_savedmodel_samples_never_fire(tmp_path, canary):
 
     folder = tmp_path / "zoo"
     folder.mkdir()
+    samples = {}
     for n, tech in enumerate(t for t in TECHNIQUES if t.id.startswith(("keras/", "savedmodel/"))):
         built = _build(tech, tmp_path / "build" / str(n), canary)
+        samples[f"{n}-{built.name}"] = tech
         shutil.move(str(built), folder / f"{n}-{built.name}")
     report = audit([folder], jobs=2, timeout=300)
-    assert len(report.artifacts) == len(list(folder.iterdir()))
+    assert len(report.artifacts) == len(samples)
     for row in report.artifacts:
-        assert row.safety in ("unsafe", "suspicious")
+        assert row.safety == samples[row.path].verdict, (row.path, row.findings[:3])
         assert row.load.status == "refused", (row.path, row.load)
-    for path in sorted(folder.iterdir()):
-        assert main(["convert", str(path), "-o", str(tmp_path / "out.onnx")]) != 0, path
+    for name, tech in samples.items():
+        path = folder / name
+        assert main(["inspect", str(path)]) == (1 if tech.verdict == "unsafe" else 0), tech.id
+        assert main(["convert", str(path), "-o", str(tmp_path / "out.onnx")]) == 1, tech.id  # refused: unsafe
+    assert not (tmp_path / "out.onnx").exists()
     assert not canary.fired()
 
 
