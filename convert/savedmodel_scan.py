@@ -45,6 +45,7 @@ KIND_WHAT = {"write": "writes files", "python": "calls Python code of the proces
 # what runs at load: the init-op signature and the TF1 loaders' init collections
 INIT_SIGNATURE = "__saved_model_init_op"
 LOAD_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "table_initializer")
+ASSET_COLLECTION = "saved_model_assets"  # TF1's AssetFileDefs, before MetaGraphDef.asset_file_def
 SCOPES = ("signature", "load", "saver")  # strongest first
 
 
@@ -166,6 +167,8 @@ def _judge(graph: "_MetaGraph", policy: OpPolicy, normal: set[str]) -> list[Find
             kind, detail = policy.kind(node, graph.functions)
             if kind is None:
                 continue
+            if kind == "asset" and not graph.names_an_asset(place, node):
+                kind, detail = "read", " (a file name that is none of the SavedModel's assets)"
             severity, by = _severity(kind, node.op, scopes, policy)
             if severity is None:
                 normal.add(node.op)
@@ -214,9 +217,9 @@ def _reach(graph: "_MetaGraph") -> dict[tuple, dict[str, set[str]]]:
                 if name in seen_nodes or name not in graph.nodes:
                     continue
                 seen_nodes.add(name)
-                node = graph.nodes[name]
-                queue.extend(node.inputs)
-                calls.extend(node.calls(graph.functions))
+                for node in graph.nodes[name]:
+                    queue.extend(_node_name(i) for i in node.inputs)
+                    calls.extend(node.calls(graph.functions))
                 continue
             fname = calls.popleft()
             if fname in seen_functions or fname not in graph.functions:
@@ -240,7 +243,7 @@ def _node_name(tensor: str) -> str:
 @dataclass
 class _Node:
     op: str
-    inputs: list[str] = field(default_factory=list)  # node names (graph nodes only)
+    inputs: list[str] = field(default_factory=list)  # as written: "node:0", "^node"; in functions "node:out:0", "arg"
     funcs: list[str] = field(default_factory=list)  # functions named by its attributes
     destinations: dict = field(default_factory=dict)  # destination attribute -> string values
 
@@ -251,16 +254,28 @@ class _Node:
 @dataclass
 class _MetaGraph:
     tags: list[str] = field(default_factory=list)
-    nodes: dict = field(default_factory=dict)  # graph node name -> _Node
+    nodes: dict = field(default_factory=dict)  # graph node name -> [_Node] (one, unless the name repeats)
     functions: dict = field(default_factory=dict)  # function name -> [_Node]
+    asset_tensors: set = field(default_factory=set)  # graph nodes the loader feeds with a path in assets/
     signature_outputs: dict = field(default_factory=dict)  # signature key -> tensor names it fetches
     saver: list = field(default_factory=list)  # save tensor, restore op
     collections: dict = field(default_factory=dict)  # key -> node names
     resource_functions: set = field(default_factory=set)  # functions of restored resources (run at load)
     saveable_functions: set = field(default_factory=set)  # save/restore functions of saveable objects
 
+    def names_an_asset(self, place: tuple, node: _Node) -> bool:
+        """Does the file-name input (the second) of an asset op come from the SavedModel's assets? In the graph:
+        a node the loader feeds with a path in assets/ (``asset_file_def``); in a function: an argument (the
+        loader binds a captured asset), never a constant of the body."""
+        data = [i for i in node.inputs if not i.startswith("^")]
+        if len(data) < 2:
+            return False
+        if place[0] == "graph":
+            return _node_name(data[1]) in self.asset_tensors
+        return ":" not in data[1]
+
     def places(self):
-        yield from ((("graph", name), [node]) for name, node in self.nodes.items())
+        yield from ((("graph", name), nodes) for name, nodes in self.nodes.items())
         yield from ((("function", name), nodes) for name, nodes in self.functions.items())
 
     def roots(self):
@@ -423,6 +438,15 @@ def _read_meta_graph(w: _Wire, span, out: _SavedModelFacts, destinations) -> _Me
             if col is not None and name in LOAD_COLLECTIONS:
                 lists = [v for n, wt, v in w.fields(*col) if n == 1 and wt == 2]
                 graph.collections[name] = [s for span_ in lists for s in w.strings(span_, 1)]
+            elif col is not None and name == ASSET_COLLECTION:  # any_list(5).value(1): Any{value(2): AssetFileDef}
+                for n, wt, any_list in w.fields(*col):
+                    if n == 5 and wt == 2:
+                        for any_ in (v for n2, w2, v in w.fields(*any_list) if n2 == 1 and w2 == 2):
+                            asset = w.first(any_, 2)
+                            if asset is not None:
+                                graph.asset_tensors.update(_asset_tensor(w, asset))
+        elif num == 6:  # asset_file_def
+            graph.asset_tensors.update(_asset_tensor(w, value))
         elif num == 5:  # signature_def map entry
             key, sig = w.first(value, 1), w.first(value, 2)
             name = w.text(key) if key else ""
@@ -438,18 +462,24 @@ def _read_meta_graph(w: _Wire, span, out: _SavedModelFacts, destinations) -> _Me
     return graph
 
 
+def _asset_tensor(w: _Wire, span) -> list[str]:
+    """AssetFileDef: tensor_info(1) TensorInfo{name(1)} -> the node the loader feeds with the asset's path."""
+    info = w.first(span, 1)
+    return [_node_name(name) for name in (_tensor_names(w, info) if info is not None else [])]
+
+
 def _read_graph(w: _Wire, span, graph: _MetaGraph, destinations):
     for num, wire, value in w.fields(*span):
         if wire != 2:
             continue
         if num == 1:  # GraphDef.node
-            name, node = _read_node(w, value, destinations, with_inputs=True)
-            graph.nodes[name] = node
+            name, node = _read_node(w, value, destinations)
+            graph.nodes.setdefault(name, []).append(node)  # a repeated name: TensorFlow refuses, every one is judged
         elif num == 2:  # GraphDef.library
             for n2, w2, v2 in w.fields(*value):
                 if n2 == 1 and w2 == 2:  # FunctionDefLibrary.function
                     name, nodes = _read_function(w, v2, destinations)
-                    graph.functions[name] = nodes
+                    graph.functions.setdefault(name, []).extend(nodes)
 
 
 def _read_function(w: _Wire, span, destinations) -> tuple[str, list[_Node]]:
@@ -459,11 +489,11 @@ def _read_function(w: _Wire, span, destinations) -> tuple[str, list[_Node]]:
             key = w.first(value, 1)
             name = w.text(key) if key else name
         elif num == 3 and wire == 2:  # FunctionDef.node_def
-            nodes.append(_read_node(w, value, destinations, with_inputs=False)[1])
+            nodes.append(_read_node(w, value, destinations)[1])
     return name, nodes
 
 
-def _read_node(w: _Wire, span, destinations, with_inputs: bool) -> tuple[str, _Node]:
+def _read_node(w: _Wire, span, destinations) -> tuple[str, _Node]:
     """NodeDef: name(1), op(2), input(3), attr(5) map<string, AttrValue>."""
     name, node = "", _Node("")
     for num, wire, value in w.fields(*span):
@@ -473,8 +503,8 @@ def _read_node(w: _Wire, span, destinations, with_inputs: bool) -> tuple[str, _N
             name = w.text(value)
         elif num == 2:
             node.op = w.text(value)
-        elif num == 3 and with_inputs:
-            node.inputs.append(_node_name(w.text(value)))
+        elif num == 3:
+            node.inputs.append(w.text(value))
         elif num == 5:
             key, attr = w.first(value, 1), w.first(value, 2)
             if attr is None:

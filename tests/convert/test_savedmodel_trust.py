@@ -249,3 +249,98 @@ def test_the_audit_refuses_an_outside_symlink_even_when_trusted(tf, tmp_path):
         assert row.safety == "suspicious"
         assert (row.load.status, row.load.category) == ("refused", "unsafe"), row.load
         assert "outside the SavedModel folder" in row.load.reason
+
+
+# ------------------------------------------------------------------------------ vocabulary files (assets)
+
+
+def _tf1_vocab_table(tf, tmp_path: Path, vocab: Path, as_asset: bool) -> Path:
+    """A TF1 graph whose table reads a vocabulary file at load: registered as an asset (copied into assets/, the
+    loader feeds its path), or not (the absolute path baked into the graph is read as it is)."""
+    v1 = tf.compat.v1
+    path = tmp_path / ("tf1-vocab-asset" if as_asset else "tf1-vocab-path")
+    graph = tf.Graph()
+    with graph.as_default():
+        words = v1.placeholder(tf.string, [None], name="word")
+        table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+            str(vocab), tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
+            -1)
+        ids = table.lookup(words)
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.tables_initializer())
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(
+                sess, ["serve"], {"serving_default": v1.saved_model.predict_signature_def({"word": words},
+                                                                                         {"id": ids})},
+                main_op=v1.tables_initializer(),
+                assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS) if as_asset else None)
+            builder.save()
+    return path
+
+
+def _tf2_constant_path_table(tf, tmp_path: Path, target: str) -> Path:
+    """A serving function that fills a table from a file named by a constant: it reads whatever that names."""
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="word")])
+        def __call__(self, word):
+            table = tf.raw_ops.HashTableV2(key_dtype=tf.string, value_dtype=tf.int64)
+            tf.raw_ops.InitializeTableFromTextFileV2(table_handle=table, filename=target, key_index=-2,
+                                                     value_index=-1)
+            return {"id": tf.raw_ops.LookupTableFindV2(table_handle=table, keys=word,
+                                                       default_value=tf.constant(-1, tf.int64))}
+
+    module = Module()
+    path = tmp_path / "tf2-constant-path"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__})
+    return path
+
+
+def test_vocabulary_tables_may_read_their_assets_and_nothing_else(tf, tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("cat\ndog\n")
+
+    class Tf2Vocab(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+                str(vocab), tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64,
+                tf.lookup.TextFileIndex.LINE_NUMBER), -1)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="word")])
+        def __call__(self, word):
+            return {"id": self.table.lookup(word)}
+
+    module = Tf2Vocab()
+    tf.saved_model.save(module, str(tmp_path / "tf2-vocab-asset"), signatures={"serving_default": module.__call__})
+    for path in (_tf1_vocab_table(tf, tmp_path, vocab, as_asset=True), tmp_path / "tf2-vocab-asset"):
+        artifact = convert.inspect(path)
+        assert artifact.safety == "safe", (path.name, flagged(artifact))
+        assert any("InitializeTableFromTextFileV2 reads a vocabulary file (an asset), run at load" in f.what
+                   for f in artifact.findings if f.severity == "info"), path.name
+    for path in (_tf1_vocab_table(tf, tmp_path, vocab, as_asset=False),
+                 _tf2_constant_path_table(tf, tmp_path, "/etc/hostname")):
+        artifact = convert.inspect(path)
+        assert artifact.safety == "suspicious", path.name
+        assert any("InitializeTableFromTextFileV2 reads files (a file name that is none of the SavedModel's assets)"
+                   in f.what for f in artifact.findings), (path.name, flagged(artifact))
+        with pytest.raises(UnsafeArtifactError, match="reads files"):
+            convert.load(path)
+
+
+def test_a_repeated_node_name_cannot_hide_an_op(tf, tmp_path):
+    """A crafted graph with two nodes named ``y`` (the signature's output), the second a WriteFile: each is
+    judged (TensorFlow itself refuses such a graph; the scan does not pick one)."""
+    from tensorflow.core.framework import node_def_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = sp.tf1_model(tmp_path, name="twice")
+    model = saved_model_pb2.SavedModel()
+    model.ParseFromString((path / "saved_model.pb").read_bytes())
+    nodes = model.meta_graphs[0].graph_def.node
+    nodes.insert(0, node_def_pb2.NodeDef(name="y", op="WriteFile", input=["x", "x"]))
+    (path / "saved_model.pb").write_bytes(model.SerializeToString())
+    artifact = convert.inspect(path)
+    assert artifact.safety == "unsafe"
+    assert any("WriteFile writes files, reached by signature 'serving_default'" in f.what and f.where == "graph y"
+               for f in artifact.findings), flagged(artifact)
