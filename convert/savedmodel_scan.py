@@ -115,7 +115,7 @@ def scan_savedmodel(path) -> tuple[str, list[Finding], dict]:
     try:
         with open(pb, "rb") as fh, _mapped(fh) as data:
             model = _read_saved_model(_Wire(data))
-    except (_WireError, OSError, ValueError) as exc:
+    except (_WireError, OSError, ValueError, RecursionError) as exc:  # recursion: nesting no exporter writes
         facts["error"] = f"saved_model.pb is not a readable SavedModel protobuf ({exc})"
         return "unknown", findings + [Finding(facts["error"], "unknown", "saved_model.pb")], facts
     facts.update(model.facts())
