@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import memory
 from ..artifact import Artifact, Finding
-from ..errors import BadInputError, UnsafeArtifactError, UnsupportedModelError
+from ..errors import BadInputError, OutOfMemoryError, UnsafeArtifactError, UnsupportedModelError
 from ..savedmodel_scan import scan_savedmodel
 from ..spec import OutputSpec, TensorSpec
 from . import _tf_env
@@ -74,6 +75,10 @@ def load(artifact: Artifact):
         try:
             return tf.saved_model.load(str(artifact.path))
         except Exception as exc:
+            if memory.is_allocation_failure(exc):
+                raise OutOfMemoryError(f"ran out of memory while loading it: {type(exc).__name__}: "
+                                       f"{_tf_env._first_line(exc)}", path=artifact.path,
+                                       hint="nothing was converted; run it where more memory is free") from None
             raise BadInputError(f"TensorFlow {tf.__version__} cannot load this SavedModel: {type(exc).__name__}: "
                                 f"{_tf_env._first_line(exc)}", path=artifact.path,
                                 hint="is the folder complete? nothing was written") from None

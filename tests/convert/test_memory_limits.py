@@ -1,7 +1,7 @@
-"""Memory a torch load would take is judged before torch.load runs (issue 12 item 13): a zip archive whose
-members declare far more than the file holds is refused with one line (exit 2), and an allocation that fails
-while loading is reported as out-of-memory, never as a damaged file. Every archive here is written by torch
-and re-packed with zipfile; the controls run torch.load for real in a child process."""
+"""Memory a load would take (issue 12 item 13): a torch zip archive whose members declare far more than the
+file holds is refused before torch.load with one line (exit 2), and an allocation that fails while loading
+(torch, scikit-learn) is reported as out-of-memory, never as a damaged file. Every archive here is written by
+torch and re-packed with zipfile; the controls run torch.load for real in a child process."""
 
 from __future__ import annotations
 
@@ -221,3 +221,24 @@ def test_an_allocation_failure_during_torch_load_is_out_of_memory_exit_2(tmp_pat
     assert done.stdout.strip().endswith("exit 2"), (done.stdout, done.stderr)
     assert "ran out of memory while loading it" in done.stderr and "corrupt" not in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_allocation_failure_while_unpickling_a_sklearn_model_is_out_of_memory(tmp_path):
+    """The same for a scikit-learn pickle holding a 128 MiB array: its static scan is clean, so a MemoryError
+    while unpickling is the memory, not the file."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit(np.eye(3), [0.0, 1.0, 2.0])
+    model.coef_ = np.zeros((128 << 20) // 8)
+    path = tmp_path / "wide.pkl"
+    path.write_bytes(pickle.dumps(model, 5))
+    assert convert.inspect(path).safety == "safe"
+    code = ("import resource, sys\nimport sklearn.linear_model, onnx, onnxruntime, compat.cli, convert\n"
+            "import convert.adapters.sklearn\n"
+            "used = int(next(l for l in open('/proc/self/status') if l.startswith('VmSize')).split()[1]) * 1024\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (used + (64 << 20), resource.RLIM_INFINITY))\n"
+            "print('exit', compat.cli.main(sys.argv[1:]))\n")
+    done = run_child(code, "convert", path, "-o", tmp_path / "out.onnx")
+    assert done.stdout.strip().endswith("exit 2"), (done.stdout, done.stderr)
+    assert "ran out of memory while loading it" in done.stderr and "corrupt" not in done.stderr, done.stderr
