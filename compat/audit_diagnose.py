@@ -3,7 +3,8 @@
 Categories: ``version-drift`` (a module path or data layout the installed release no longer reads, or a
 file written by a newer release), ``missing-class`` (a class defined by the script that saved the file,
 e.g. ``__main__.Foo``), ``corrupt`` (truncated, mangled by a line-ending conversion, ...), ``unsafe``
-(refused by the static scan), ``needs-input`` (the file alone is not enough: ``--model-class``,
+(refused by the static scan), ``out-of-memory`` (an allocation failed, or the sizes a file declares pass
+``convert.memory``'s bounds: never ``corrupt``), ``needs-input`` (the file alone is not enough: ``--model-class``,
 ``--input``), ``dependency`` (a library is not installed), ``other``.
 
 Each reason names what the file needs, the release that saved it (``Artifact.saved_with``) and the
@@ -16,8 +17,9 @@ from __future__ import annotations
 import importlib.util
 import re
 
-from convert.errors import (BadInputError, EnvironmentProblem, ModelportError, UnsafeArtifactError,
+from convert.errors import (BadInputError, EnvironmentProblem, ModelportError, OutOfMemoryError, UnsafeArtifactError,
                             UnsupportedModelError)
+from convert.memory import is_allocation_failure
 
 # top-level module -> distribution whose release decides which module paths exist
 FRAMEWORK_DISTS = {"sklearn": "scikit-learn", "numpy": "numpy", "scipy": "scipy", "torch": "torch",
@@ -262,6 +264,9 @@ def classify(exc: BaseException, artifact=None) -> tuple[str, str, str]:
         return "refused", "unsafe", f"refused: {message}"
     if isinstance(exc, MemoryError):
         return "out-of-memory", "out-of-memory", f"ran out of memory (the cap): {text[:200]}"
+    if isinstance(exc, OutOfMemoryError) or (not isinstance(exc, ModelportError) and is_allocation_failure(exc)):
+        return "out-of-memory", "out-of-memory", message if isinstance(exc, ModelportError) else \
+            f"ran out of memory: {text[:200]}"
     if isinstance(exc, EnvironmentProblem):
         return "failed", "dependency", message
     crlf = _CRLF_MODULE.search(raw)

@@ -230,12 +230,13 @@ def _keras(fmt: str):
 
 
 def _savedmodel(path):
-    from .keras_scan import scan_savedmodel
+    from .savedmodel_scan import scan_savedmodel
 
     return scan_savedmodel(path)
 
 
-# formats whose code references are read by convert.keras_scan (Lambda bytecode, custom objects, file ops)
+# formats whose code references are read statically (convert.keras_scan: Lambda bytecode, custom objects;
+# convert.savedmodel_scan: graph ops and where they are reached)
 _CODE_SCANS = {"keras": _keras("keras"), "keras-h5": _keras("keras-h5"), "savedmodel": _savedmodel}
 
 

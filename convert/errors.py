@@ -54,3 +54,11 @@ class EnvironmentProblem(ModelportError):
     """A needed library is missing or cannot be imported with what is installed (exit 3)."""
 
     exit_code = 3
+
+
+class OutOfMemoryError(BadInputError):
+    """Loading it needs more memory than this process can get: the sizes a file declares pass a bound (a
+    compression bomb), or an allocation failed while loading. Exit 2, like other input that cannot be used as
+    it is; the audit reports it as ``out-of-memory``, never as a damaged file."""
+
+    exit_code = 2

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import memory
 from ..artifact import Artifact
-from ..errors import BadInputError, EnvironmentProblem, ModelClassError, UnsafeArtifactError, UnsupportedModelError
+from ..errors import (BadInputError, EnvironmentProblem, ModelClassError, OutOfMemoryError, UnsafeArtifactError,
+                      UnsupportedModelError)
 from .base import ClassSpec, Hints
 
 TRUST_HINT = "pass --trust only if you trust whoever wrote it"
@@ -36,6 +38,7 @@ WRAPPER_PREFIXES = {"module.": "DataParallel/DistributedDataParallel", "_orig_mo
 # names TorchScript's C++ unpickler resolves itself (never Python imports)
 TORCHSCRIPT_BUILTINS = ("torch.jit._pickle.", "__torch__.")
 SHOWN = 3  # keys listed per kind of mismatch
+ZIP_FORMATS = ("torch-zip", "torchscript", "torch-export")
 
 
 @dataclass
@@ -112,13 +115,16 @@ def foreign_globals(artifact: Artifact) -> list[str]:
 
 
 def gate(artifact: Artifact, hints: Hints, scan_must_read: bool = False) -> None:
-    """Raise unless the file may be loaded: corrupt -> BadInputError; foreign globals without --trust ->
+    """Raise unless the file may be loaded: corrupt -> BadInputError; a zip archive declaring more memory than
+    a bound -> OutOfMemoryError (trust or not); foreign globals without --trust ->
     UnsafeArtifactError listing them. ``scan_must_read``: the loader has no restricted unpickler of its own
     (torch.export.load), so a scan that could not read the pickles is a refusal. Nothing of the file runs here."""
     corrupt = artifact.details.get("corrupt")
     if corrupt:
         raise BadInputError(f"corrupt or truncated torch file: {corrupt}", path=artifact.path,
                             hint="restore it from the original source; nothing was loaded")
+    if artifact.format in ZIP_FORMATS:
+        memory.check_archive(artifact.path, "torch archive")  # torch allocates what the zip directory declares
     if hints.trust:
         return
     if scan_must_read and artifact.safety == "unknown" and not artifact.globals:
@@ -203,8 +209,16 @@ def _torch_load(artifact: Artifact, hints: Hints, torch):
                             path=artifact.path, hint="run from the project that defines it, or re-save "
                             "model.state_dict() and use --model-class") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, MemoryError) as exc:
+        _raise_if_out_of_memory(exc, artifact)
         raise BadInputError(f"corrupt or truncated torch file: {first_line(exc)}", path=artifact.path,
                             hint="restore it from the original source") from None
+
+
+def _raise_if_out_of_memory(exc: BaseException, artifact: Artifact) -> None:
+    """An allocation that failed while loading is no sign of a damaged file: say so (exit 2, out-of-memory)."""
+    if memory.is_allocation_failure(exc):
+        raise OutOfMemoryError(f"ran out of memory while loading it: {first_line(exc)}", path=artifact.path,
+                               hint="nothing was converted; run it where more memory is free") from None
 
 
 def _weights_only_reason(exc) -> str:
@@ -496,6 +510,7 @@ def load_script(artifact: Artifact, hints: Hints) -> Native:
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated; its files are not
             model = torch.jit.load(str(artifact.path), map_location="cpu")
     except Exception as exc:
+        _raise_if_out_of_memory(exc, artifact)
         raise BadInputError(f"not a loadable TorchScript archive: {first_line(exc)}", path=artifact.path,
                             hint="restore it from the original source") from None
     name = getattr(model, "original_name", None) or type(model).__name__
@@ -509,6 +524,7 @@ def load_export(artifact: Artifact, hints: Hints) -> Native:
     try:
         program = torch.export.load(str(artifact.path))
     except Exception as exc:
+        _raise_if_out_of_memory(exc, artifact)
         raise BadInputError(f"not a loadable torch.export archive: {first_line(exc)}", path=artifact.path,
                             hint="restore it, or re-export it with this torch version") from None
     notes = []

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..artifact import Artifact
-from ..errors import BadInputError, EnvironmentProblem, UnsupportedModelError
+from ..errors import BadInputError, EnvironmentProblem, OutOfMemoryError, UnsupportedModelError
 from ..spec import Domain, OutputSpec, Signature, TensorSpec
 from . import _skl_domains as domains
 from . import _skl_functions as functions
@@ -133,7 +133,10 @@ def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
                                     hint="restore it from the original source") from None
             raise _drift_error(artifact, installed, saved, "a tree pickled before scikit-learn 1.3 (old node "
                                "layout), which later releases cannot read") from None
-        except (EOFError, TypeError, KeyError, IndexError, MemoryError, OverflowError) as exc:
+        except MemoryError as exc:  # safeload refused damaged streams already: an allocation failed
+            raise OutOfMemoryError(f"ran out of memory while loading it: {_first_line(exc)}", path=artifact.path,
+                                   hint="nothing was converted; run it where more memory is free") from None
+        except (EOFError, TypeError, KeyError, IndexError, OverflowError) as exc:
             raise BadInputError(f"corrupt or unreadable pickle: {_first_line(exc)}", path=artifact.path,
                                 hint="restore it from the original source") from None
         except Exception as exc:  # pickle.UnpicklingError and friends from arbitrary reducers

@@ -2,9 +2,10 @@
 
 What this adds to a bare tf2onnx call (see STACK.md for the sharp edges it hides):
 - the safety gate, enforced at load: a Keras file with Lambda layers (marshalled bytecode), custom objects or
-  Keras' non-modeling APIs, or a SavedModel whose graph writes files or calls Python, is refused without
-  ``--trust`` (``convert.keras_scan`` reads them without importing TensorFlow); Keras loads with
-  ``safe_mode=True`` unless trusted;
+  Keras' non-modeling APIs, or a SavedModel whose signatures or loader reach ops off the allowlist or ops that
+  touch files, the network or Python, is refused without ``--trust`` (``convert.keras_scan`` and
+  ``convert.savedmodel_scan`` read them without importing TensorFlow); symlinks out of a SavedModel folder
+  are refused whatever the trust; Keras loads with ``safe_mode=True`` unless trusted;
 - a signature named after the model: Keras input/output names (dict keys for dict-structured models, the last
   layer for a Sequential), or the SavedModel signature's keys (``--signature``, default ``serving_default``),
   with a dynamic batch dimension, and domains for inputs that feed an Embedding or a lookup layer;
@@ -112,6 +113,7 @@ def _load_savedmodel(artifact: Artifact, hints: Hints) -> Loaded:
     notes: list[str] = []
     _tf_savedmodel.check_files(artifact)
     findings, facts = _tf_savedmodel.scan_gate(artifact, hints.trust, notes)
+    _tf_savedmodel.check_variables(artifact, facts)
     obj = _tf_savedmodel.load(artifact)
     name, fn = _tf_savedmodel.pick_signature(obj, hints.signature_name, artifact.path, notes)
     serving, specs = _tf_savedmodel.serving(obj, name, fn, hints, artifact.path)

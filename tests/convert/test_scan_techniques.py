@@ -40,6 +40,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+import savedmodel_payloads as sp
 from conftest import Call, Canary
 from test_pickles import MARK, POP, PROTO2, PROTO4, REDUCE, STACK_GLOBAL, STOP, u, x
 from tiny_models import tiny_onnx
@@ -596,6 +597,34 @@ TECHNIQUES = [
     T("savedmodel/ReadFile", _savedmodel("read"), "suspicious", ("~", "ReadFile"),
       dead="it reads a file (exfiltration); there is nothing it would create"),
 ]
+
+# -- SavedModel graphs: what a serving signature or the loader reaches (issue 12 item 3; builders in
+# savedmodel_payloads.py). Kept in one block of its own.
+TECHNIQUES += [
+    T("savedmodel/PrintV2-output_stream-file://", sp.print_to_file, "unsafe", ("~", "PrintV2 writes files"),
+      live="savedmodel-serving"),
+    T("savedmodel/DebugIdentity-debug_urls-file://", sp.debug_identity_to_file, "unsafe",
+      ("~", "DebugIdentity writes files"), live="savedmodel-serving"),
+    T("savedmodel/WriteFile-in-tf.cond-branch", sp.write_in_cond_branch, "unsafe",
+      ("~", "WriteFile writes files, reached by signature"), live="savedmodel-serving"),
+    T("savedmodel/WriteFile-in-nested-tf.function", sp.write_in_nested_function, "unsafe",
+      ("~", "WriteFile writes files, reached by signature"), live="savedmodel-serving"),
+    T("savedmodel/Save-op-in-TF1-signature (outside the saver)", sp.save_op_in_signature, "unsafe",
+      ("~", "Save writes files, reached by signature"), live="savedmodel-serving"),
+    T("savedmodel/TF1-main_op-writes", sp.tf1_init_writes("main_op"), "unsafe",
+      ("~", "WriteFile writes files, run at load"), live="savedmodel-load"),
+    T("savedmodel/TF1-legacy_init_op-writes", sp.tf1_init_writes("legacy_init_op"), "unsafe",
+      ("~", "WriteFile writes files, run at load"), live="savedmodel-load"),
+    T("savedmodel/TF2-resource-initializer-writes", sp.resource_initializer_writes, "unsafe",
+      ("~", "WriteFile writes files, run at load"), live="savedmodel-load"),
+    T("savedmodel/saver-restore-op-writes (crafted)", sp.saver_restore_writes, "unsafe",
+      ("~", "WriteFile writes files, run by the saver"), live="savedmodel-load"),
+    T("savedmodel/PyFunc (tf.numpy_function)", sp.numpy_function, "unsafe", ("~", "PyFunc calls Python code"),
+      dead="the Python function lives in the process that saved it: a fresh loader has no callback to run"),
+    T("savedmodel/op-not-on-the-allowlist (tf.data)", sp.dataset_reduce, "suspicious",
+      ("~", "RangeDataset is not an op benign models use"),
+      dead="nothing it does touches a file: the finding is that benign models hold no such op"),
+]
 BY_ID = {tech.id: tech for tech in TECHNIQUES}
 assert len(BY_ID) == len(TECHNIQUES)
 NEEDS_TORCH = ("torch/", "torchscript/", "zip/torch-", "zip/legacy-torch-", "zip/torchscript-")
@@ -672,6 +701,14 @@ def run(loader, path):
     if loader == "savedmodel":
         import tensorflow as tf
         return tf.saved_model.load(path)(tf.ones([2]))
+    if loader == "savedmodel-load":
+        import tensorflow as tf
+        return tf.saved_model.load(path)
+    if loader == "savedmodel-serving":  # serving_default, fed ones of the shapes it declares
+        import tensorflow as tf
+        fn = tf.saved_model.load(path).signatures["serving_default"]
+        specs = fn.structured_input_signature[1]
+        return fn(**{k: tf.ones([d or 1 for d in s.shape], s.dtype) for k, s in specs.items()})
     raise SystemExit(f"unknown loader {loader}")
 
 try:
@@ -768,16 +805,21 @@ def test_keras_and_savedmodel_samples_never_fire(tmp_path, canary):
 
     folder = tmp_path / "zoo"
     folder.mkdir()
+    samples = {}
     for n, tech in enumerate(t for t in TECHNIQUES if t.id.startswith(("keras/", "savedmodel/"))):
         built = _build(tech, tmp_path / "build" / str(n), canary)
+        samples[f"{n}-{built.name}"] = tech
         shutil.move(str(built), folder / f"{n}-{built.name}")
     report = audit([folder], jobs=2, timeout=300)
-    assert len(report.artifacts) == 6
+    assert len(report.artifacts) == len(samples)
     for row in report.artifacts:
-        assert row.safety in ("unsafe", "suspicious")
+        assert row.safety == samples[row.path].verdict, (row.path, row.findings[:3])
         assert row.load.status == "refused", (row.path, row.load)
-    for path in sorted(folder.iterdir()):
-        assert main(["convert", str(path), "-o", str(tmp_path / "out.onnx")]) != 0, path
+    for name, tech in samples.items():
+        path = folder / name
+        assert main(["inspect", str(path)]) == (1 if tech.verdict == "unsafe" else 0), tech.id
+        assert main(["convert", str(path), "-o", str(tmp_path / "out.onnx")]) == 1, tech.id  # refused: unsafe
+    assert not (tmp_path / "out.onnx").exists()
     assert not canary.fired()
 
 

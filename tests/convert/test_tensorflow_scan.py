@@ -1,4 +1,5 @@
-"""convert.keras_scan: what Keras files and SavedModels would run, read without importing TensorFlow.
+"""convert.keras_scan and convert.savedmodel_scan: what Keras files and SavedModels would run, read without
+importing TensorFlow.
 Keras files here are written by hand (a zip with config.json, an HDF5 file with attributes), so every case
 is exact and nothing needs TensorFlow; SavedModels are the committed fixtures."""
 
@@ -118,6 +119,29 @@ def test_savedmodel_damaged_or_missing_graph(tmp_path):
     (folder / "saved_model.pb").write_bytes(b"\x12\xff\xff\xff\x0f" + b"x" * 10)  # a length past the end
     verdict, _, facts = scan_savedmodel(folder)
     assert verdict == "unknown" and "not a readable SavedModel" in facts["error"]
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    size, n = bytearray(), len(payload)
+    while True:
+        size.append((n & 0x7F) | (0x80 if n >> 7 else 0))
+        n >>= 7
+        if not n:
+            return bytes([number << 3 | 2]) + bytes(size) + payload
+
+
+def test_savedmodel_nested_past_any_exporter_is_unknown_not_a_crash(tmp_path):
+    """A signature output nested 3000 composite tensors deep (hand-built bytes): the scan fails closed."""
+    info = _field(1, b"y:0")
+    for _ in range(3000):
+        info = _field(5, _field(2, info))  # TensorInfo.composite_tensor.components
+    signature = _field(2, _field(1, b"out") + _field(2, info))
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(_field(2, _field(5, _field(1, b"serving_default") + _field(2, signature))))
+    verdict, _, facts = scan_savedmodel(folder)
+    assert verdict == "unknown" and "recursion" in facts["error"]
 
 
 def test_scanning_never_imports_tensorflow(tmp_path):
