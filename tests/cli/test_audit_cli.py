@@ -70,7 +70,12 @@ def test_clean_folder_exits_0_and_writes_every_report(clean_folder, tmp_path):
     assert json.loads((out_dir / "a.sarif").read_text())["runs"][0]["tool"]["driver"]["name"] == "modelport"
     assert ET.parse(out_dir / "a.xml").getroot().find("testsuite").get("name") == "modelport audit"
     assert "<table" in (out_dir / "a.html").read_text()
-    assert sorted(p.name for p in out_dir.iterdir()) == ["a.html", "a.json", "a.sarif", "a.xml"]
+    # the rows as they finished, beside the JSON: a header, one line per row or skipped file, the summary
+    journal = [json.loads(line) for line in (out_dir / "a.jsonl").read_text().splitlines()]
+    assert journal[0]["schema"] == "modelport.audit-rows/1" and journal[-1]["exit_code"] == 0
+    assert sorted(j["artifact"]["path"] for j in journal if "artifact" in j) == sorted(
+        a["path"] for a in data["artifacts"])
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.html", "a.json", "a.jsonl", "a.sarif", "a.xml"]
 
 
 def test_strict_fails_on_a_suspicious_file(clean_folder):
