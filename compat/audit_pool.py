@@ -96,7 +96,8 @@ class _Run:
             self.paused = None
 
     def take(self, message) -> None:
-        """One message from the child, believed only where the file could not have forged it."""
+        """One message from the child, believed only where the file could not have forged it: the static facts
+        from the first ``static`` line (sent before the file's code can run), each step once, in order."""
         if not isinstance(message, dict):
             return
         stage = message.get("stage")
@@ -110,7 +111,7 @@ class _Run:
         elif stage == "warm" and self.stages == ["static"] and isinstance(message.get("framework"), str):
             if message["framework"] not in self.task.get("warmed", ()):
                 self.restart = message["framework"][:40]
-        elif stage in _ORDER[1:] and self.stages and _ORDER.index(stage) > _ORDER.index(self.stages[-1]):
+        elif stage in _ORDER[1:] and len(self.stages) < len(_ORDER) and stage == _ORDER[len(self.stages)]:
             outcome = message.get(stage)
             if isinstance(outcome, dict) and isinstance(outcome.get("status"), str):
                 self.result[stage] = outcome

@@ -324,7 +324,7 @@ def enter_artifact(tmp: str, memory: int) -> list[Mechanism]:
                f"hard, {memory >> 20} MB beyond what the slot holds")
     limit = process_limit()
     if os.getuid() == 0:  # the kernel never applies RLIMIT_NPROC to uid 0
-        out.append(Mechanism("processes", "RLIMIT_NPROC", False, "not applied to root: the pids cgroup is the cap"))
+        out.append(Mechanism("processes", "RLIMIT_NPROC", False, "the kernel does not apply it to root"))
     else:
         _limit(out, "processes", "RLIMIT_NPROC", resource.RLIMIT_NPROC, _my_processes() + limit,
                f"{limit} more than the user runs")

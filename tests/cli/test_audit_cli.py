@@ -18,6 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SKLEARN = ROOT / "fixtures" / "sklearn"
 
 
+class Call:
+    """Pickles as ``func(*args)``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
 def os_system_pickle(command: str) -> bytes:
     """Raw opcodes that call ``os.system(command)`` when unpickled."""
     arg = command.encode()
@@ -115,3 +125,69 @@ def test_bad_options_exit_2_before_any_work(clean_folder, tmp_path, args, messag
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""  # nothing audited
+
+
+def _cgroups_of(pid: int) -> list[str]:
+    """Cgroups an audit run by ``pid`` created (named modelport-audit-PID-...), in any hierarchy."""
+    found = []
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        found += [os.path.join(top, d) for d in dirs if d.startswith(f"modelport-audit-{pid}-")]
+        if top.count("/") > 6:
+            dirs[:] = []
+    return found
+
+
+def test_a_killed_audit_leaves_its_finished_rows_and_no_temporary_folders(tmp_path):
+    """Item 12: SIGKILL the audit while two trusted files hang (one has a grandchild in a session of its
+    own). The .jsonl beside --json already holds every finished row; within seconds no process of the
+    audit is left, and neither its temporary folder nor its cgroups."""
+    import pickle
+    import time
+
+    from process_watch import Watch
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(SKLEARN / "diabetes_gbr.joblib", folder / "a_model.joblib")
+    (folder / "b_config.pkl").write_bytes(pickle.dumps({"threshold": 0.5}))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    journal = out / "audit.jsonl"
+    with Watch() as watch:
+        hang = (f"import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    os.execv(sys.executable, "
+                f"[sys.executable, '-c', 'import time; time.sleep(1000)', {watch.marker!r}])\ntime.sleep(1000)\n")
+        (folder / "c_daemon.pkl").write_bytes(pickle.dumps(Call(exec, hang)))
+        (folder / "d_sleep.pkl").write_bytes(pickle.dumps(Call(time.sleep, 1000)))
+        environ = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp), COLUMNS="120")
+        proc = subprocess.Popen([sys.executable, "-m", "compat.cli", "audit", str(folder), "--trust", "--jobs", "2",
+                                 "--timeout", "300", "--quiet", "--json", str(out / "audit.json")], env=environ,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                done = journal.read_text().count('{"artifact"') if journal.exists() else 0
+                if done >= 2 and watch.alive():
+                    break
+                time.sleep(0.2)
+            assert time.monotonic() < deadline, "the fast files never finished, or the hanging ones never started"
+            assert [p.name for p in tmp.iterdir() if p.name.startswith("modelport-audit-")]
+            proc.kill()
+            proc.wait()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and (watch.alive() or list(tmp.iterdir()) or _cgroups_of(proc.pid)):
+                time.sleep(0.2)
+        finally:
+            proc.kill()
+    survivors = watch.kill_survivors()
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert lines[0]["schema"] == "modelport.audit-rows/1"
+    rows = {line["artifact"]["path"]: line["artifact"] for line in lines if "artifact" in line}
+    assert set(rows) == {"a_model.joblib", "b_config.pkl"}
+    assert rows["a_model.joblib"]["check"]["status"] == "pass"
+    assert not any("summary" in line for line in lines)  # the audit did not end: the journal says so
+    assert not (out / "audit.json").exists()
+    assert not survivors
+    assert list(tmp.iterdir()) == []
+    assert _cgroups_of(proc.pid) == []
