@@ -1,7 +1,7 @@
 """The audit's supervisor: a fresh confined process per file, with a timeout and a memory cap on the
 whole tree of processes it starts.
 
-``jobs`` worker slots (``python -P -m compat.audit_worker``, see there) confine themselves and fork one
+``jobs`` worker slots (``compat.audit_worker``, see there) confine themselves and fork one
 child per file; the slot keeps the frameworks it imported, the child is thrown away with everything the
 file's code did to it. Before a child reads its file the supervisor puts it into a cgroup of its own
 (``proctree``: memory limit, pids limit, accounting and one-write kill for every process it starts,
@@ -162,7 +162,8 @@ class _Slot:
         self.ctl = ours
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "compat.audit_worker", str(os.getpid()), str(theirs.fileno())],
+                [sys.executable, "-c", proctree.launcher("compat.audit_worker", "main"), str(os.getpid()),
+                 str(theirs.fileno())],
                 stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, pass_fds=(theirs.fileno(),),
                 cwd=self.home, env=pool.environment(self.home), start_new_session=True)
         finally:
@@ -527,7 +528,7 @@ class Pool:
         """The file is finished, lost or cut short: kill what it left, and ask the slot to reap it."""
         run = slot.run
         if run.group is not None:
-            run.group.kill()
+            run.group.kill(wait=False)  # the slot kills the rest and reaps; ``_cleanup`` waits for the group
         try:
             slot.send({"op": "reap"})
         except OSError:

@@ -1,8 +1,9 @@
 """One audit worker slot: a confined process that forks a fresh child for every file and never reads one.
 
-Runs as ``python -P -m compat.audit_worker SUPERVISOR_PID CONTROL_FD``. First it confines itself
-(``confine.enter_slot``: namespaces, capabilities, seccomp; it becomes the init of its pid namespace), then
-answers the supervisor on the control socket (SOCK_SEQPACKET, one JSON message each):
+Runs as ``main([SUPERVISOR_PID, CONTROL_FD])`` in a fresh interpreter (``proctree.launcher``: the
+working directory is not on sys.path). First it confines itself (``confine.enter_slot``: namespaces,
+capabilities, seccomp; it becomes the init of its pid namespace), then answers the supervisor on the
+control socket (SOCK_SEQPACKET, one JSON message each):
 
 - ``fork`` (with two fds: the write end of the child's result pipe, the read end of its task pipe): fork a
   child, answer ``forked``. The child waits for its task on the task pipe (the supervisor first puts it in
@@ -27,6 +28,7 @@ import signal
 import socket
 import sys
 import traceback
+from pathlib import Path
 
 
 def _send(ctl: socket.socket, message: dict) -> None:
@@ -55,6 +57,11 @@ def main(argv=None) -> int:
 
     from . import audit_steps
 
+    audit_steps.warm_static(Path.cwd())
+    try:
+        import landlock  # noqa: F401 -- every child confines itself with it
+    except ImportError:
+        pass
     gc.freeze()  # what the slot holds stays out of the children's collections (fewer pages copied on write)
     _send(ctl, {"ready": [m.to_dict() for m in mechanisms]})
     child = 0

@@ -7,8 +7,8 @@ process goes into a cgroup of its own before it reads the file, so every process
 one write kills it all. Without cgroups the tree is read from /proc: the descendants of the worker slot,
 which is the init of its pid namespace or a subreaper, so orphans come back to it.
 
-The supervisor also starts a reaper (``python -m compat.proctree WORKDIR CGROUP...``) in a session of its
-own, holding the read end of a pipe: when the supervisor goes, normally or killed, the reaper kills what is
+The supervisor also starts a reaper (``reap([WORKDIR, CGROUP...])`` in a process of its own session)
+holding the read end of a pipe: when the supervisor goes, normally or killed, the reaper kills what is
 left in the audit's cgroups (and any process still carrying the audit's marker), removes the cgroups and
 the audit's temporary folder. ``sweep`` removes what an earlier audit whose reaper was killed too left.
 """
@@ -93,15 +93,17 @@ def _read_int(path: Path, key: str | None = None) -> int:
     return 0
 
 
-def _kill_cgroup(folder: Path) -> None:
-    """Kill every process in ``folder`` (and below), until none is left."""
+def _kill_cgroup(folder: Path, wait: bool = True) -> None:
+    """Kill every process in ``folder`` (and below); with ``wait``, until none is left."""
     kill = folder / "cgroup.kill"
     if kill.exists():
         try:
             _write(kill, "1")
+            if not wait:
+                return
         except OSError:
             pass
-    for _ in range(200):
+    for _ in range(200 if wait else 1):
         pids = _procs(folder)
         if not pids:
             return
@@ -110,7 +112,8 @@ def _kill_cgroup(folder: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        time.sleep(0.005)
+        if wait:
+            time.sleep(0.005)
 
 
 def _procs(folder: Path) -> list[int]:
@@ -258,9 +261,12 @@ class ArtifactGroup:
                     return 0
         return 0
 
-    def kill(self) -> None:
+    def kill(self, wait: bool = True) -> None:
+        """SIGKILL every process in the group; with ``wait``, until the group is empty."""
         for _, folder in sorted(self.folders, key=lambda hf: -hf[0].version):  # cgroup.kill first
-            _kill_cgroup(folder)
+            _kill_cgroup(folder, wait)
+            if not wait:
+                return
 
     def remove(self) -> None:
         self.kill()
@@ -346,11 +352,19 @@ def start_reaper(workdir: Path, cgroups: list[str]):
     import subprocess
 
     read, write = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "compat.proctree", str(workdir), *cgroups], stdin=read,
+    proc = subprocess.Popen([sys.executable, "-c", launcher("compat.proctree", "reap"), str(workdir), *cgroups], stdin=read,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             cwd="/", env=_reaper_env())
     os.close(read)
     return proc, write
+
+
+def launcher(module: str, function: str) -> str:
+    """``python -c`` code that runs ``module.function(sys.argv[1:])`` without the working directory on
+    sys.path (what ``-P`` does from Python 3.11 on): nothing a file's process could write there gets
+    imported by a process of the audit."""
+    return (f"import sys\nif sys.path and sys.path[0] in ('', '.'): del sys.path[0]\n"
+            f"from {module} import {function}\nsys.exit({function}(sys.argv[1:]))")
 
 
 def _reaper_env() -> dict:
@@ -409,7 +423,7 @@ def sweep(tmp: Path) -> list[str]:
     return removed
 
 
-def _reap(argv: list[str]) -> int:
+def reap(argv: list[str]) -> int:
     """Wait for the supervisor's end of stdin to close, then clean up after it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -423,4 +437,4 @@ def _reap(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_reap(sys.argv[1:]))
+    sys.exit(reap(sys.argv[1:]))

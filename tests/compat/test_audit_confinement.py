@@ -538,3 +538,67 @@ def test_where_the_kernel_refuses_layers_the_rest_still_hold_and_the_report_says
         assert "not in force: " in text and "filesystem (landlock: not in this kernel" in text, text
     finally:
         listener.close()
+
+
+def test_a_file_cannot_lift_its_limits_or_leave_its_confinement(tmp_path):
+    """The limits are hard and the namespaces final: a file that tries to raise its rlimits, make new
+    namespaces or ptrace the process that forked it is refused each time."""
+    cap = 200 << 20
+    path = payload(tmp_path / "models/lift.pkl", """
+        import ctypes, os, resource
+        notes = []
+        for name in ("RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_CORE"):
+            which = getattr(resource, name)
+            hard = resource.getrlimit(which)[1]
+            try:
+                resource.setrlimit(which, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+                notes.append(name + " lifted")
+            except (ValueError, OSError):
+                notes.append(name + " held at " + str(hard))
+        libc = ctypes.CDLL(None, use_errno=True)
+        for flag, name in ((0x40000000, "network"), (0x10000000, "user"), (0x20000000, "pid")):
+            notes.append(name + (" namespace made" if libc.unshare(flag) == 0 else " namespace refused"))
+        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        notes.append("ptrace " + ("attached" if libc.ptrace(16, os.getppid(), None, None) == 0 else "refused"))
+        raise RuntimeError("LIFTPROBE " + "; ".join(notes))
+    """)
+    report = audit([path.parent], trust=True, jobs=1, timeout=60, memory=cap)
+    reason = only_row(report).load.reason
+    assert "LIFTPROBE" in reason, reason
+    assert "lifted" not in reason and "made" not in reason and "attached" not in reason, reason
+    assert f"RLIMIT_FSIZE held at {cap}" in reason and "RLIMIT_CORE held at 0" in reason, reason
+    assert report.exit_code == 1
+
+
+# ----------------------------------------------------------------------------------------- item 13
+
+
+def test_a_failed_allocation_is_out_of_memory_not_corrupt(tmp_path):
+    """A safe pickle that decompresses to 1.5 GB (7 MB on disk) under a 256 MB cap: the allocation is
+    refused at the cap and the row says out-of-memory. A file's process that dies of a failed native
+    allocation (C++ prints bad_alloc, then aborts) is out-of-memory too, not a crash or a corrupt file."""
+    import gzip
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    size = 1536 << 20
+    with gzip.open(folder / "inflates.pkl.gz", "wb", compresslevel=1) as fh:
+        fh.write(b"\x80\x04\x8e" + size.to_bytes(8, "little"))  # BINBYTES8 of 1.5 GB, then STOP
+        chunk = bytes(1 << 24)
+        for _ in range(size >> 24):
+            fh.write(chunk)
+        fh.write(b".")
+    payload(folder / "bad_alloc.pkl", """
+        import os
+        os.write(2, b"terminate called after throwing an instance of 'std::bad_alloc'\\n  what():  std::bad_alloc\\n")
+        os.abort()
+    """)
+    report = audit([folder], trust=True, jobs=1, timeout=60, memory=256 << 20)
+    rows = {r.path: r for r in report.artifacts}
+    inflates = rows["inflates.pkl.gz"]
+    assert inflates.safety == "safe"
+    assert (inflates.load.status, inflates.load.category) == ("out-of-memory", "out-of-memory"), inflates.load
+    aborted = rows["bad_alloc.pkl"]
+    assert (aborted.load.status, aborted.load.category) == ("out-of-memory", "out-of-memory"), aborted.load
+    assert "bad_alloc" in aborted.load.reason
+    assert report.exit_code == 1  # the unsafe payload

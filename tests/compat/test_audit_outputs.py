@@ -208,6 +208,10 @@ def test_html_is_one_self_contained_page(static_report):
     assert [t for t, _ in parsed.tags].count("details") >= len(static_report.artifacts)
     assert [t for t, _ in parsed.tags].count("svg") == 3
     assert {a["data-type"] for t, a in parsed.tags if t == "th" and "data-type" in a} == {"text", "num"}
+    # which confinement layers held for the files' processes: one line each, in force or not
+    held = sum(c["in_force"] for c in static_report.confinement.values())
+    assert f"Confinement ({held} of {len(static_report.confinement)} layers in force)" in page
+    assert all(f"<td>{layer}</td>" in page for layer in static_report.confinement)
 
 
 def test_html_escapes_what_comes_from_files(static_report):
