@@ -124,6 +124,9 @@ def _artifact(ctl: socket.socket, fds: list[int]) -> None:
     try:
         result_fd, task_fd = fds
         ctl.close()
+        from .confine import die_with_parent
+
+        die_with_parent(0)  # without a pid namespace to do it, the slot's death still ends the file's process
         low, high = sorted((result_fd, task_fd))  # keep nothing of the slot's but the two pipes
         os.closerange(3, low)
         os.closerange(low + 1, high)
