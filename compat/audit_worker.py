@@ -52,6 +52,7 @@ def main(argv=None) -> int:
 
     confine.die_with_parent(supervisor)
     mechanisms, pid_ns = confine.enter_slot(lambda pid: _send(ctl, {"init": pid}))
+    alone = any(m.layer == "hidden-processes" and m.in_force for m in mechanisms)
     _stdio()
     import convert  # noqa: F401 -- every child needs it: import once, here
 
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
         if op == "fork":
             child = os.fork()
             if child == 0:
-                _artifact(ctl, fds)
+                _artifact(ctl, fds, alone)
             for fd in fds:
                 os.close(fd)
             _send(ctl, {"forked": child})
@@ -118,7 +119,7 @@ def _reap(child: int, pid_ns: bool) -> int | None:
     return status
 
 
-def _artifact(ctl: socket.socket, fds: list[int]) -> None:
+def _artifact(ctl: socket.socket, fds: list[int], alone: bool) -> None:
     """The child: wait for the task, confine, audit one file, exit. Never returns."""
     code = 0
     try:
@@ -138,7 +139,7 @@ def _artifact(ctl: socket.socket, fds: list[int]) -> None:
         task = json.loads(line)
         from . import confine
 
-        mechanisms = confine.enter_artifact(task["tmp"], int(task.get("memory") or 0))
+        mechanisms = confine.enter_artifact(task["tmp"], int(task.get("memory") or 0), alone)
         out = os.fdopen(result_fd, "wb")
 
         def send(message: dict) -> None:

@@ -304,18 +304,22 @@ def process_limit() -> int:
     return 256 + 8 * (os.cpu_count() or 1)
 
 
-def enter_artifact(tmp: str, memory: int) -> list[Mechanism]:
+def enter_artifact(tmp: str, memory: int, alone: bool) -> list[Mechanism]:
     """Confine an artifact's process before it reads the file: rlimits and Landlock. ``tmp`` is its own
-    folder (HOME and TMPDIR point there); ``memory`` its cap in bytes (also the largest file it may write)."""
+    folder (HOME and TMPDIR point there); ``memory`` its cap in bytes (also the largest file it may write);
+    ``alone``: its slot's pid namespace and private /proc hide every other file's processes from it."""
     out: list[Mechanism] = []
     os.environ["HOME"] = os.environ["TMPDIR"] = tmp
     import tempfile
 
     tempfile.tempdir = None
-    try:
-        prctl(_PR_SET_DUMPABLE, 1)  # the supervisor reads its memory map; the slot stays undumpable
-    except OSError:
-        pass
+    if alone:  # nothing else of the audit can see it: let the supervisor read its memory map (smaps)
+        try:
+            prctl(_PR_SET_DUMPABLE, 1)
+        except OSError:
+            pass
+    # (otherwise it stays undumpable, as the slot made it: another file's process of the same user could
+    # open its /proc/PID/mem or fds; root reads smaps regardless, other users fall back to statm)
     _limit(out, "file-size", "RLIMIT_FSIZE", resource.RLIMIT_FSIZE, max(memory, 64 << 20),
            f"{max(memory, 64 << 20) >> 20} MB per file")
     _limit(out, "memory", "RLIMIT_CORE", resource.RLIMIT_CORE, 0, "no core dumps")

@@ -485,7 +485,8 @@ sys.exit(main(sys.argv[1:]))
 def test_where_the_kernel_refuses_layers_the_rest_still_hold_and_the_report_says_which(tmp_path):
     """Without namespaces, Landlock or cgroups: the network is still cut (seccomp), a forked memory hog is
     still found and killed (the slot's descendants in /proc), a setsid grandchild still dies (the slot is
-    a subreaper), and the report names what was not in force."""
+    a subreaper), the processes of the audit and of the other files are in sight but out of reach, and
+    the report names what was not in force."""
     listener = Listener()
     folder = tmp_path / "models"
     try:
@@ -516,6 +517,35 @@ def test_where_the_kernel_refuses_layers_the_rest_still_hold_and_the_report_says
                     os._exit(0)
                 os.wait()
             """)
+            # another file's process, running while the others do: named, so that the peeker can say it saw it
+            payload(folder / "0_victim.pkl", """
+                import ctypes, time
+                ctypes.CDLL(None).prctl(15, b"mpvictim", 0, 0, 0)
+                time.sleep(8)
+            """)
+            payload(folder / "d_peek.pkl", """
+                import os, time
+                opened, victim = set(), False
+                deadline = time.time() + 5
+                while time.time() < deadline:
+                    for pid in os.listdir("/proc"):
+                        if not pid.isdigit() or int(pid) == os.getpid():
+                            continue
+                        try:
+                            if not open("/proc/" + pid + "/cmdline", "rb").read():
+                                continue  # a kernel thread
+                            victim |= open("/proc/" + pid + "/comm").read().strip() == "mpvictim"
+                        except OSError:
+                            continue
+                        for what, mode in (("mem", os.O_RDWR), ("environ", os.O_RDONLY)):
+                            try:
+                                os.close(os.open("/proc/" + pid + "/" + what, mode))
+                                opened.add(pid + "/" + what)
+                            except OSError:
+                                pass
+                    time.sleep(0.2)
+                raise RuntimeError("PEEKPROBE " + repr(sorted(opened)) + " victim seen: " + str(victim))
+            """)
             out = tmp_path / "audit.json"
             run = subprocess.run([sys.executable, "-c", LESS, "audit", str(folder), "--trust", "--jobs", "2",
                                   "--timeout", "60", "--memory", "384", "--json", str(out)], capture_output=True,
@@ -529,6 +559,10 @@ def test_where_the_kernel_refuses_layers_the_rest_still_hold_and_the_report_says
         assert rows["b_hog.pkl"]["load"]["status"] == "out-of-memory", rows["b_hog.pkl"]["load"]
         assert rows["c_daemon.pkl"]["load"]["status"] == "ok", rows["c_daemon.pkl"]["load"]
         assert watch.seen and not survivors
+        # every other process is in sight, yet none can be written to or read from: the slots and the other
+        # files' processes are undumpable, and the audit's own process holds capabilities the files lack
+        assert "PEEKPROBE [] victim seen: True" in rows["d_peek.pkl"]["load"]["reason"], rows["d_peek.pkl"]["load"]
+        assert rows["0_victim.pkl"]["load"]["status"] == "ok"
         layers = data["confinement"]
         assert layers["network"]["in_force"] and layers["network"]["by"] == ["seccomp: AF_UNIX sockets only"]
         assert any(m.startswith("network namespace") for m in layers["network"]["missing"])
