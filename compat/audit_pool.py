@@ -253,7 +253,7 @@ class Pool:
         self.timeout = timeout
         self.memory = memory
         self.threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        self.swept = proctree.sweep(Path(tempfile.gettempdir()))
+        proctree.sweep(Path(tempfile.gettempdir()))  # what audits killed with their reaper left behind
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{proctree.PREFIX}{os.getpid()}-"))
         self.cgroups = proctree.Cgroups(self.workdir.name)
         try:
@@ -358,11 +358,10 @@ class Pool:
         return slot
 
     def _drop(self, slot: _Slot, graceful: bool = False) -> None:
-        for obj in (slot.ctl,):
-            try:
-                self.sel.unregister(obj)
-            except (KeyError, ValueError):
-                pass
+        try:
+            self.sel.unregister(slot.ctl)
+        except (KeyError, ValueError):
+            pass
         if slot.run is not None and slot.run.data_fd >= 0:
             self._close_data(slot.run)
         if slot in self.slots:

@@ -96,8 +96,21 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
+class _Libc:
+    """The C library; a function it lacks (another system) raises OSError(ENOSYS) like a refused call."""
+
+    def __init__(self):
+        self._lib = ctypes.CDLL(None, use_errno=True)
+
+    def __getattr__(self, name: str):
+        try:
+            return getattr(self._lib, name)
+        except AttributeError:
+            raise OSError(errno.ENOSYS, f"no {name}() here") from None
+
+
+def _libc() -> _Libc:
+    return _Libc()
 
 
 def _call(func, *args) -> None:
@@ -113,8 +126,11 @@ def prctl(option: int, arg: int = 0) -> None:
 
 
 def die_with_parent(expected_parent: int) -> None:
-    """SIGKILL this process when its parent dies; exit now if it already has."""
-    prctl(_PR_SET_PDEATHSIG, 9)
+    """SIGKILL this process when its parent dies (where the system allows); exit now if it already has."""
+    try:
+        prctl(_PR_SET_PDEATHSIG, 9)
+    except OSError:
+        pass
     if expected_parent and os.getppid() != expected_parent:
         os._exit(1)
 

@@ -352,9 +352,9 @@ def start_reaper(workdir: Path, cgroups: list[str]):
     import subprocess
 
     read, write = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", launcher("compat.proctree", "reap"), str(workdir), *cgroups], stdin=read,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            cwd="/", env=_reaper_env())
+    proc = subprocess.Popen([sys.executable, "-c", launcher("compat.proctree", "reap"), str(workdir), *cgroups],
+                            stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, cwd="/", env=_reaper_env())
     os.close(read)
     return proc, write
 
