@@ -70,7 +70,7 @@ def summarize(mechanisms) -> dict:
             seen[key] = m
     out = {}
     for layer in LAYERS:
-        ms = [m for (lay, _), m in seen.items() if lay == layer]
+        ms = sorted((m for (lay, _), m in seen.items() if lay == layer), key=lambda m: m.name)
         by = [m.name + (f" ({m.note})" if m.note else "") for m in ms if m.in_force]
         missing = [m.name + (f": {m.note}" if m.note else "") for m in ms if not m.in_force]
         out[layer] = {"in_force": bool(by), "by": by, "missing": missing}
