@@ -144,7 +144,7 @@ def test_a_killed_audit_leaves_its_finished_rows_and_no_temporary_folders(tmp_pa
     import pickle
     import time
 
-    from process_watch import Watch
+    from process_watch import Watch, marked
 
     folder = tmp_path / "models"
     folder.mkdir()
@@ -173,10 +173,12 @@ def test_a_killed_audit_leaves_its_finished_rows_and_no_temporary_folders(tmp_pa
                 time.sleep(0.2)
             assert time.monotonic() < deadline, "the fast files never finished, or the hanging ones never started"
             assert [p.name for p in tmp.iterdir() if p.name.startswith("modelport-audit-")]
+            assert marked(str(tmp))  # the audit's worker processes, running
             proc.kill()
             proc.wait()
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and (watch.alive() or list(tmp.iterdir()) or _cgroups_of(proc.pid)):
+            while time.monotonic() < deadline and (watch.alive() or list(tmp.iterdir()) or _cgroups_of(proc.pid)
+                                                   or marked(str(tmp))):
                 time.sleep(0.2)
         finally:
             proc.kill()
@@ -189,5 +191,6 @@ def test_a_killed_audit_leaves_its_finished_rows_and_no_temporary_folders(tmp_pa
     assert not any("summary" in line for line in lines)  # the audit did not end: the journal says so
     assert not (out / "audit.json").exists()
     assert not survivors
+    assert marked(str(tmp)) == []  # the audit's own worker processes (they carry its folder in their environment)
     assert list(tmp.iterdir()) == []
     assert _cgroups_of(proc.pid) == []
