@@ -119,7 +119,7 @@ def _call(func, *args) -> None:
         raise OSError(code, os.strerror(code))
 
 
-def prctl(option: int, arg: int = 0) -> None:
+def _prctl(option: int, arg: int = 0) -> None:
     libc = _libc()
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     _call(libc.prctl, option, arg, 0, 0, 0)
@@ -128,7 +128,7 @@ def prctl(option: int, arg: int = 0) -> None:
 def die_with_parent(expected_parent: int) -> None:
     """SIGKILL this process when its parent dies (where the system allows); exit now if it already has."""
     try:
-        prctl(_PR_SET_PDEATHSIG, 9)
+        _prctl(_PR_SET_PDEATHSIG, 9)
     except OSError:
         pass
     if expected_parent and os.getppid() != expected_parent:
@@ -171,19 +171,19 @@ def enter_slot(tell_init) -> tuple[list[Mechanism], bool]:
                          "with the slot" if pid_ns else spaces.get("!pid", "")))
     if not pid_ns:
         try:
-            prctl(_PR_SET_CHILD_SUBREAPER, 1)
+            _prctl(_PR_SET_CHILD_SUBREAPER, 1)
             out.append(Mechanism("process-tree", "subreaper", True, "orphans of a file's processes come back to "
                                  "the slot, which kills them after each file"))
         except OSError as exc:
             out.append(Mechanism("process-tree", "subreaper", False, _why(exc)))
     try:
-        prctl(_PR_SET_NO_NEW_PRIVS, 1)
+        _prctl(_PR_SET_NO_NEW_PRIVS, 1)
         out.append(Mechanism("privileges", "no_new_privs", True))
     except OSError as exc:
         out.append(Mechanism("privileges", "no_new_privs", False, _why(exc)))
     out.append(_drop_capabilities(root))
     try:
-        prctl(_PR_SET_DUMPABLE, 0)  # a file's process may not ptrace the slot or open its /proc/*/mem
+        _prctl(_PR_SET_DUMPABLE, 0)  # a file's process may not ptrace the slot or open its /proc/*/mem
     except OSError:
         pass
     out.extend(_seccomp())
@@ -260,16 +260,16 @@ def _drop_capabilities(root: bool) -> Mechanism:
         return Mechanism("privileges", "capabilities dropped", True, "none held")
     libc = _libc()
     try:
-        prctl(_PR_SET_SECUREBITS, _SECBITS_LOCKED_NOROOT)
+        _prctl(_PR_SET_SECUREBITS, _SECBITS_LOCKED_NOROOT)
         last = int(open("/proc/sys/kernel/cap_last_cap").read())
         for cap in range(last + 1):
             if cap != _CAP_DAC_READ_SEARCH:
                 try:
-                    prctl(_PR_CAPBSET_DROP, cap)
+                    _prctl(_PR_CAPBSET_DROP, cap)
                 except OSError as exc:
                     if exc.errno != errno.EINVAL:
                         raise
-        prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+        _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
         keep = 1 << _CAP_DAC_READ_SEARCH
         data = (_CapData * 2)(_CapData(keep, keep, 0), _CapData(0, 0, 0))
         _call(libc.capset, ctypes.byref(_CapHeader(0x20080522, 0)), data)
@@ -331,7 +331,7 @@ def enter_artifact(tmp: str, memory: int, alone: bool) -> list[Mechanism]:
     tempfile.tempdir = None
     if alone:  # nothing else of the audit can see it: let the supervisor read its memory map (smaps)
         try:
-            prctl(_PR_SET_DUMPABLE, 1)
+            _prctl(_PR_SET_DUMPABLE, 1)
         except OSError:
             pass
     # (otherwise it stays undumpable, as the slot made it: another file's process of the same user could

@@ -107,6 +107,14 @@ def test_unsafe_file_exits_1_and_never_runs(clean_folder, tmp_path):
     assert not canary.exists()
 
 
+def test_a_file_the_scan_cannot_read_to_its_end_exits_1(clean_folder):
+    """Fail closed: an unknown file fails a default audit (no --strict), and the last line says why."""
+    (clean_folder / "cut.pkl").write_bytes(b"\x80\x04\x95\xff\x00\x00")  # ends inside a frame header
+    result = modelport("audit", clean_folder, "--static", "--quiet")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "exit 1: 1 unknown (not read to its end) artifact(s): cut.pkl" in " ".join(result.stdout.split())
+
+
 def test_missing_path_is_one_readable_line_and_exit_2(tmp_path):
     result = modelport("audit", tmp_path / "nowhere")
     assert result.returncode == 2

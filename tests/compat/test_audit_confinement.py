@@ -481,6 +481,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="building the lesser machine needs a mount namespace (root)")
 def test_where_the_kernel_refuses_layers_the_rest_still_hold_and_the_report_says_which(tmp_path):
     """Without namespaces, Landlock or cgroups: the network is still cut (seccomp), a forked memory hog is

@@ -284,8 +284,8 @@ def test_without_trust_payloads_are_refused_and_never_run(tmp_path):
 
 
 def test_exit_codes_follow_strict(tmp_path):
-    """0: nothing unsafe, nothing failed; 1: an unsafe artifact; with strict also a suspicious one or a
-    failed load/convert/check."""
+    """0: nothing unsafe or unknown, nothing failed; 1: an unsafe or unknown artifact; with strict also a
+    suspicious one or a failed load/convert/check."""
     from sklearn.linear_model import LogisticRegression
 
     X = np.random.default_rng(0).normal(size=(60, 4))
@@ -304,6 +304,14 @@ def test_exit_codes_follow_strict(tmp_path):
     unsafe = tmp_path / "unsafe"
     _dump(unsafe / "boom.pkl", Call(os.system, "true"))
     assert audit([unsafe], static=True, jobs=1).exit_code == 1
+
+    # fail closed: a pickle cut off inside its frame, which the scanner cannot read to its end, fails the
+    # audit without --strict, as an unsafe one does
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    (unknown / "cut.pkl").write_bytes(pickle.dumps(LogisticRegression().fit(X, y), 4)[:300])
+    cut = audit([unknown], static=True, jobs=1)
+    assert cut.artifacts[0].safety == "unknown" and cut.exit_code == 1 and cut.summary["exit_code"] == 1
 
     # a safe file whose conversion fails: a fitted model with a coefficient table of the wrong shape
     broken = LogisticRegression().fit(X, y)
