@@ -340,10 +340,10 @@ class Pool:
         yield Mechanism("environment", "minimal environment", True,
                         "PATH, LANG/LC_*, PYTHONPATH, thread counts; HOME and TMPDIR in a private folder")
         if self.cgroups:
-            how = self.cgroups.describe()
-            yield Mechanism("process-tree", how, True, "one per file: every process it starts, setsid or not")
-            yield Mechanism("memory", f"{how} memory", True, f"the kernel's limit at {self.memory * 5 // 4 >> 20} MB")
-            yield Mechanism("processes", f"{how} pids", True, f"pids.max {process_limit()}")
+            yield Mechanism("process-tree", "cgroup per file", True, f"{self.cgroups.describe()}: every process it "
+                            "starts, setsid or not")
+            yield Mechanism("memory", "cgroup memory limit", True, f"the kernel's, at {self.memory * 5 // 4 >> 20} MB")
+            yield Mechanism("processes", "cgroup pids.max", True, f"{process_limit()} processes and threads")
         else:
             for layer in ("process-tree", "memory", "processes"):
                 yield Mechanism(layer, "cgroup", False, self.cgroups.why)

@@ -179,9 +179,9 @@ class Cgroups:
         return bool(self.folders)
 
     def describe(self) -> str:
-        kinds = sorted({f"v{h.version}" for h, _ in self.folders})
-        kill = any(h.version == 2 for h, _ in self.folders)
-        return f"cgroup {'+'.join(kinds)}" + (" (cgroup.kill)" if kill else "")
+        """Which hierarchies serve what, e.g. ``v1 memory, v1 pids, v2 cgroup.kill``."""
+        return ", ".join(f"v{h.version} " + (" and ".join(sorted(h.controllers)) or "cgroup.kill")
+                         for h, _ in self.folders)
 
     def paths(self) -> list[str]:
         return [str(folder) for _, folder in self.folders]
