@@ -15,8 +15,9 @@ DESCRIPTION = """\
 Walk files and folders, find every model file (by its bytes, not its name) and report on each: format,
 framework, the library versions that saved it and whether they differ from the installed ones, and a
 safety verdict from a static scan that never runs the file's code. Unless --static, each file the scan
-calls safe is then loaded, converted to ONNX and checked against the original, each in a worker process
-with a timeout and a memory cap, so a crash or a hang costs one row, not the audit.
+calls safe is then loaded, converted to ONNX and checked against the original. Every file is read in a
+fresh confined process of its own, with a timeout and a memory cap on all the processes it starts, so a
+crash or a hang costs one row, not the audit, and nothing one file does can change another's row.
 
 safety verdicts (from the static scan):
   safe        everything loading it would import is on modelport's allowlist for its framework
@@ -31,12 +32,21 @@ steps (unless --static; only for files the scan calls safe, or every file with -
             failed; crashed; timeout; out-of-memory)
   convert   convert the loaded model to ONNX in memory (nothing is written)
   check     run both on synthesized rows and compare every output
+
+confinement (each layer is tried; every report says which were in force on this machine):
+  a fresh process per file, forked from a worker that never reads a file; a minimal environment (no
+  credentials, tokens or agent sockets of yours); no network (a network namespace, seccomp, Landlock);
+  every process a file starts counted and killed with it (a cgroup, a pid namespace); caps on its memory,
+  processes and file sizes; writes only in its own temporary folder (Landlock); no new privileges and no
+  capabilities. It limits what a file loaded with --trust can reach; it does not make an untrusted file
+  safe to load.
 """
 
 EPILOG = """\
 exit codes:
-  0  nothing unsafe (with --strict: also nothing suspicious or unknown, and no failed load/convert/check)
-  1  an unsafe artifact; with --strict also a suspicious or unknown one, or a failed load/convert/check
+  0  nothing unsafe or unknown (with --strict: also nothing suspicious, and no failed load/convert/check)
+  1  an unsafe artifact, or an unknown one (the scan could not read it to its end: fail closed); with
+     --strict also a suspicious one, or a failed load/convert/check
   2  bad input or usage: a path that does not exist, an output folder that does not exist, a bad option
 
 examples:
@@ -73,7 +83,9 @@ def add_parser(subparsers, formatter_class) -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively; symlinks are "
                    "not followed)")
     out = p.add_argument_group("reports (written atomically; the table goes to stdout in any case)")
-    out.add_argument("--json", metavar="FILE", help="everything, as JSON (schema modelport.audit/1)")
+    out.add_argument("--json", metavar="FILE", help="everything, as JSON (schema modelport.audit/1); while the "
+                     "audit runs, each finished row is also appended to FILE's .jsonl sibling (audit.json -> "
+                     "audit.jsonl), so an audit that is killed leaves its finished rows on disk")
     out.add_argument("--html", metavar="FILE", help="one self-contained page: charts, a sortable table, findings "
                      "per file (fetches nothing)")
     out.add_argument("--sarif", metavar="FILE", help="SARIF 2.1.0 for code-scanning dashboards (a result per "
@@ -84,14 +96,15 @@ def add_parser(subparsers, formatter_class) -> argparse.ArgumentParser:
     run.add_argument("--static", action="store_true", help="only the static scan: nothing is loaded, converted or "
                      "checked")
     run.add_argument("--trust", action="store_true", help="also load files the scan does not call safe: their code "
-                     "runs in the worker processes (only for files from people you trust)")
+                     "runs, in the confined process of each file (only for files from people you trust)")
     run.add_argument("--jobs", type=_positive_int, metavar="N", help="worker processes (default: one per CPU)")
     run.add_argument("--timeout", type=_positive_float, metavar="S", help="seconds per file, all its steps "
                      "included (default: 300)")
-    run.add_argument("--memory", type=_positive_int, metavar="MB", help="memory cap per worker in MB (default: a "
-                     "share of the available memory, between 1 and 8 GB)")
-    run.add_argument("--strict", action="store_true", help="exit 1 also for suspicious or unknown files and for any "
-                     "failed load, convert or check")
+    run.add_argument("--memory", type=_positive_int, metavar="MB", help="memory cap per file in MB, for all the "
+                     "processes it starts together; also the largest file they may write (default: a share of the "
+                     "available memory, between 1 and 8 GB)")
+    run.add_argument("--strict", action="store_true", help="exit 1 also for suspicious files and for any failed "
+                     "load, convert or check")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table: the summary lines only")
     run.add_argument("--all", action="store_true", dest="every_row",
                      help="list every artifact in the table (past 100, only those with something to report are)")
@@ -114,6 +127,12 @@ def _check_outputs(args) -> list[tuple[str, str]]:
     return wanted
 
 
+def journal_path(json_path) -> Path:
+    """Where the rows go as they finish: ``audit.json`` -> ``audit.jsonl``, ``report`` -> ``report.jsonl``."""
+    p = Path(json_path)
+    return p.with_suffix(".jsonl") if p.suffix == ".json" else p.with_name(p.name + ".jsonl")
+
+
 def cmd_audit(args) -> int:
     from rich.text import Text
 
@@ -126,7 +145,8 @@ def cmd_audit(args) -> int:
     with progress_bar(enabled=False if args.quiet else None) as progress:
         report = audit(args.paths, static=args.static, trust=args.trust, jobs=args.jobs,
                        timeout=args.timeout or DEFAULT_TIMEOUT,
-                       memory=args.memory << 20 if args.memory else None, strict=args.strict, progress=progress)
+                       memory=args.memory << 20 if args.memory else None, strict=args.strict, progress=progress,
+                       journal=journal_path(args.json) if args.json else None)
     if args.quiet:
         for line in summary_lines(report):
             out.print(line, markup=False, highlight=False)

@@ -150,19 +150,33 @@ def summary_lines(report: AuditReport) -> list[str]:
         tail.append(f"{s['drifted']} saved with another library release than the installed one")
     tail.append(f"{report.seconds:.1f} s with {report.options.get('jobs', '?')} job(s)")
     lines.append(" · ".join(tail))
+    if report.confinement:
+        lines.append(confinement_line(report.confinement))
     return lines
+
+
+def confinement_line(confinement: dict) -> str:
+    """One line: the confinement layers in force for every file's processes, and those that were not."""
+    held = [layer for layer, c in confinement.items() if c.get("in_force")]
+    lacking = [f"{layer} ({c['missing'][0]})" if c.get("missing") else layer
+               for layer, c in confinement.items() if not c.get("in_force")]
+    line = "confinement: " + (", ".join(held) or "none")
+    return line + (f" · not in force: {'; '.join(lacking)}" if lacking else "")
 
 
 def verdict(report: AuditReport) -> tuple[int, str]:
     """(exit code, one line saying why)."""
     failing = [r for r in report.artifacts if report.failing(r)]
     if not failing:
-        extra = "" if report.strict else " (--strict also fails on suspicious/unknown files and failed steps)"
-        return 0, f"exit 0: no unsafe artifact{extra}"
+        extra = "" if report.strict else " (--strict also fails on suspicious files and failed steps)"
+        return 0, f"exit 0: no unsafe or unknown artifact{extra}"
     unsafe = sum(r.safety == "unsafe" for r in failing)
+    unknown = sum(r.safety == "unknown" for r in failing)
     parts = [f"{unsafe} unsafe"] if unsafe else []
-    if len(failing) > unsafe:
-        parts.append(f"{len(failing) - unsafe} suspicious, unknown or failed (--strict)")
+    if unknown:
+        parts.append(f"{unknown} unknown (not read to its end)")
+    if len(failing) > unsafe + unknown:
+        parts.append(f"{len(failing) - unsafe - unknown} suspicious or failed (--strict)")
     names = ", ".join(clean(r.path) for r in failing[:3]) + (", …" if len(failing) > 3 else "")
     return 1, f"exit 1: {' and '.join(parts)} artifact(s): {names}"
 
@@ -576,12 +590,31 @@ def to_html(report: AuditReport) -> str:
         out.append(f"<h2>Skipped files ({len(report.skipped)})</h2><details><summary>"
                    f"{_e(_count_text(s['skipped_by_reason']))}</summary><table><thead><tr><th>path</th><th>reason</th>"
                    f"</tr></thead><tbody>{items}</tbody></table></details>")
+    if report.confinement:
+        out.append(_confinement_html(report.confinement))
     env = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in
                   list(report.options.items()) + list(report.environment.items()))
     out.append(f"<footer><details><summary>Options and environment</summary><dl>{env}</dl></details>"
                f"<p>schema {_e(report.schema)}; the JSON report (--json) holds everything shown here.</p></footer>")
     out.append(f"<script>{_JS}</script></body></html>\n")
     return "\n".join(out)
+
+
+def _confinement_html(confinement: dict) -> str:
+    """Which confinement layers held for the files' processes: each with how, or why not."""
+    from .confine import LAYERS
+
+    held = sum(bool(c.get("in_force")) for c in confinement.values())
+    items = []
+    for layer, c in confinement.items():
+        state = "in force" if c.get("in_force") else "not in force"
+        how = "; ".join(c.get("by") or []) or "; ".join(c.get("missing") or []) or "-"
+        badge = _badge(state, "t-good" if c.get("in_force") else "t-bad")
+        items.append(f"<tr><td>{_e(layer)}</td><td>{badge}</td><td>{_e(LAYERS.get(layer, ''))}</td>"
+                     f"<td>{_e(how)}</td></tr>")
+    return (f"<h2>Confinement ({held} of {len(confinement)} layers in force)</h2><details><summary>"
+            f"{_e(confinement_line(confinement))}</summary><table><thead><tr><th>layer</th><th>state</th>"
+            f"<th>what it stops</th><th>how</th></tr></thead><tbody>{''.join(items)}</tbody></table></details>")
 
 
 # ------------------------------------------------------------------------------------------------- SARIF
@@ -700,7 +733,7 @@ def to_sarif(report: AuditReport) -> dict:
         "results": results,
         "properties": {"schema": report.schema, "summary": report.summary,
                        "skipped": [{"path": clean(sk.path), "reason": clean(sk.reason)} for sk in report.skipped],
-                       "environment": report.environment},
+                       "environment": report.environment, "confinement": report.confinement},
     }
     if not base_ids:  # nothing found: still say where we looked
         run["originalUriBaseIds"] = {ROOT_ID: {"uri": _root_uri(report.roots[0])}} if report.roots else {}

@@ -1,11 +1,13 @@
-"""What an audit worker does with one file: the static facts (``convert.inspect``, which never runs the
-file's code), then, unless the audit is static, load, convert and check, each reported as soon as it is
-known so a crash is pinned on the step that caused it.
+"""What an audit worker does with one file, in the fresh process forked for it: the static facts
+(``convert.inspect``, which never runs the file's code), then, unless the audit is static, load, convert
+and check, each reported as soon as it is known so a crash is pinned on the step that caused it.
 
-Importing a framework (TensorFlow takes seconds) is not the artifact's time: before a step that needs
-one the worker imports it between ``clock`` messages, and the supervisor stops the artifact's deadline
-meanwhile (an import has its own, longer one). Otherwise whether a model "timed out" would depend on
-whether it was the first of its framework in its worker.
+Importing a framework (TensorFlow takes seconds) is not the artifact's time. Each file's process is
+forked from a worker slot: when the slot has not imported the file's framework yet, the process asks for
+it (a ``warm`` message, sent before anything is loaded) and ends; the slot imports the framework
+(``warm_framework``) and the file is started again in a process that has it. Should a process still
+have to import something itself, it does so between ``clock`` messages, and the supervisor stops the
+artifact's deadline meanwhile.
 """
 
 from __future__ import annotations
@@ -27,44 +29,13 @@ DATA_FORMATS = {"npy": "data: a numpy array", "npz": "data: numpy arrays",
 _DAMAGED = {"a damaged zip archive": "zip", "a .npy file with an unreadable header": "npy"}
 
 
-_MEMORY = 0  # bytes of private memory one artifact may add (the audit's --memory), 0: no cap
-
-
-def set_memory(memory: int) -> None:
-    """Cap what the worker may allocate from now on (see ``recap``)."""
-    global _MEMORY
-    _MEMORY = max(0, int(memory))
-    recap()
-
-
-def recap() -> None:
-    """Set RLIMIT_DATA to the private memory the worker holds now plus the cap, so one huge allocation
-    fails at once with MemoryError. Relative on purpose: frameworks reserve large private ranges they never
-    touch (OpenBLAS thread buffers, TensorFlow arenas: VmData of a worker with TensorFlow and scikit-learn
-    loaded passes 1.5 GB at 0.8 GB resident), and whatever earlier artifacts imported must not count against
-    this one. The supervisor's watch on the resident set is what enforces the cap on the whole worker."""
-    if _MEMORY <= 0:
-        return
-    try:
-        import resource
-
-        with open("/proc/self/status", "rb") as fh:
-            held = next(int(line.split()[1]) * 1024 for line in fh if line.startswith(b"VmData:"))
-        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-        soft = held + _MEMORY if hard == resource.RLIM_INFINITY else min(held + _MEMORY, hard)
-        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
-    except (ImportError, OSError, ValueError, StopIteration):
-        pass  # no /proc or no RLIMIT_DATA: the supervisor's resident-set watch still applies
-
-
 def run_task(task: dict, send) -> None:
     """Answer one task: ``static`` (or ``skip``), then ``load``/``convert``/``check`` unless static, then
-    ``done`` (with ``recycle`` when the worker ran code it should not be trusted with afterwards)."""
+    ``done``; or, before loading, ``warm`` (the framework the slot should import first) and ``done``."""
     import convert
     from convert.errors import BadInputError
 
     path = Path(task["path"])
-    recap()
     try:
         artifact = convert.inspect(path)
     except BadInputError as exc:
@@ -78,16 +49,20 @@ def run_task(task: dict, send) -> None:
             _send_steps(send, [("load", _outcome("failed", f"corrupt: {exc.message}", "corrupt"))])
         send({"stage": "done"})
         return
-    except MemoryError:
-        send({"stage": "static", **_unreadable(path, None, "the static scan ran out of memory")})
-        send({"stage": "done", "recycle": True})
+    except MemoryError:  # an allocation refused at the cap: not a damaged file
+        send({"stage": "static", **_unreadable(path, None, "the static scan ran out of memory (allocation refused "
+                                               "at the cap)", "out of memory")})
+        if not task.get("static"):
+            _send_steps(send, [("load", _outcome("out-of-memory", "not loaded: the static scan ran out of memory",
+                                                 "out-of-memory"))])
+        send({"stage": "done"})
         return
     except Exception as exc:  # noqa: BLE001 -- a scanner bug must cost one row (fail closed), not the worker
         why = f"the static scan failed ({type(exc).__name__}: {str(exc)[:200]})"
         send({"stage": "static", **_unreadable(path, None, why)})
         if not task.get("static"):
             _send_steps(send, [("load", _outcome("failed", f"not loaded: {why}", "other"))])
-        send({"stage": "done", "recycle": True})
+        send({"stage": "done"})
         return
     skip = _data_only(artifact)
     if skip:
@@ -99,9 +74,12 @@ def run_task(task: dict, send) -> None:
         send({"stage": "done"})
         return
     trust = bool(task.get("trust"))
-    tainted = trust and artifact.safety != "safe"
+    framework = framework_of(artifact) if _will_load(artifact, trust) else None
+    if framework and framework not in task.get("warmed", ()) and not is_warm(framework):
+        send({"stage": "warm", "framework": framework})
+        send({"stage": "done"})
+        return
     sent: list[str] = []
-    short_of_memory = False
     try:
         for step, outcome in steps(artifact, trust):
             if step == CLOCK:
@@ -109,21 +87,15 @@ def run_task(task: dict, send) -> None:
                 continue
             send({"stage": step, step: outcome})
             sent.append(step)
-            short_of_memory |= outcome.get("status") == "out-of-memory"
     except MemoryError:  # RLIMIT_DATA: the step that was running ran out of memory
         running = next(s for s in ("load", "convert", "check") if s not in sent)
         _send_steps(send, [(running, _outcome("out-of-memory", "ran out of memory (allocation refused at the cap)",
                                               "out-of-memory"))], skip_before=sent)
-        send({"stage": "done", "recycle": True})
-        return
     except Exception as exc:  # noqa: BLE001 -- whatever escapes a step is that step's failure, not the worker's
         running = next(s for s in ("load", "convert", "check") if s not in sent)
         _send_steps(send, [(running, _outcome("failed", f"{type(exc).__name__}: {str(exc)[:300]}", "other"))],
                     skip_before=sent)
-        send({"stage": "done", "recycle": True})
-        return
-    # a worker that ran untrusted code, or hit the memory cap (its heap stays fragmented), is replaced
-    send({"stage": "done", "recycle": tainted or short_of_memory})
+    send({"stage": "done"})
 
 
 def _plain(message: str) -> str:
@@ -140,10 +112,10 @@ def _send_steps(send, given: list, skip_before=()) -> None:
             send({"stage": step, step: _outcome("skipped", "not reached")})
 
 
-def _unreadable(path: Path, fmt: str | None, why: str) -> dict:
+def _unreadable(path: Path, fmt: str | None, why: str, kind: str = "corrupt or unreadable") -> dict:
     size = path.stat().st_size if path.is_file() else 0
     return {"format": fmt, "framework": None, "size": size, "sha256": "", "saved_with": {}, "safety": "unknown",
-            "findings": [{"what": f"corrupt or unreadable: {why}", "severity": "unknown", "where": ""}],
+            "findings": [{"what": f"{kind}: {why}", "severity": "unknown", "where": ""}],
             "flagged": []}
 
 
@@ -202,18 +174,49 @@ _FRAMEWORK_OF_FORMAT = {"torch-zip": "torch", "torch-legacy": "torch", "torchscr
                         "skops": "sklearn"}
 
 
-def warm(artifact, step: str):
-    """Import what ``step`` needs for this artifact, bracketed by clock messages (yields them). Only
-    library modules are imported, never anything the file names; an ImportError is left for the step to
-    report."""
-    framework = _FRAMEWORK_OF_FORMAT.get(artifact.format) or (
-        "sklearn" if artifact.framework == "sklearn" else None)
-    if framework is None:
-        return
-    modules = [m for m in _FRAMEWORKS[framework][("load", "convert", "check").index(step)] if m not in sys.modules]
-    if not modules:
-        return
-    yield CLOCK, {"paused": True, "importing": ", ".join(modules)}
+def warm_static(folder: Path) -> None:
+    """Fill the static scanner's caches (the allowlist, lazily imported modules) in the worker slot, on a
+    file it writes itself, so that no file's process pays for them (tens of milliseconds each)."""
+    import pickle
+
+    import convert
+
+    probe = folder / "warm-up.pkl"
+    probe.write_bytes(pickle.dumps({"warm": [1.0, 2]}, 4))
+    try:
+        convert.inspect(probe)
+    finally:
+        probe.unlink()
+    _import(["convert.keras_scan", "numpy", "h5py"])  # what scanning an HDF5 file imports
+
+
+def framework_of(artifact) -> str | None:
+    """The key in ``_FRAMEWORKS`` whose modules loading, converting and checking this artifact import."""
+    return _FRAMEWORK_OF_FORMAT.get(artifact.format) or ("sklearn" if artifact.framework == "sklearn" else None)
+
+
+def _will_load(artifact, trust: bool) -> bool:
+    """Will ``steps`` hand this artifact to a loader (not corrupt, and safe or trusted)?"""
+    if artifact.details.get("corrupt") or (artifact.safety != "safe" and not trust):
+        return False
+    return _HANDLERS.get(artifact.format, _native) in (_native, _onnx)
+
+
+def _modules(framework: str) -> list[str]:
+    return [m for step in _FRAMEWORKS.get(framework, ()) for m in step]
+
+
+def is_warm(framework: str) -> bool:
+    return all(m in sys.modules for m in _modules(framework))
+
+
+def warm_framework(framework: str) -> None:
+    """Import every module the steps need for ``framework`` (a key of the table above; anything else is
+    ignored). For the worker slot, outside any artifact's clock."""
+    _import([m for m in _modules(framework) if m not in sys.modules])
+
+
+def _import(modules: list[str]) -> None:
     for name in modules:
         try:
             with warnings.catch_warnings():
@@ -226,7 +229,20 @@ def warm(artifact, step: str):
                     __import__(name)
         except Exception:  # noqa: BLE001,S110 -- missing or broken: the step itself says so, with the reason
             pass
-    recap()  # what the import reserved is the framework's, not the artifact's
+
+
+def warm(artifact, step: str):
+    """Import what ``step`` needs for this artifact, bracketed by clock messages (yields them). Only
+    library modules are imported, never anything the file names; an ImportError is left for the step to
+    report."""
+    framework = framework_of(artifact)
+    if framework is None:
+        return
+    modules = [m for m in _FRAMEWORKS[framework][("load", "convert", "check").index(step)] if m not in sys.modules]
+    if not modules:
+        return
+    yield CLOCK, {"paused": True, "importing": ", ".join(modules)}
+    _import(modules)
     yield CLOCK, {"paused": False}
 
 

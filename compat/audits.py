@@ -6,11 +6,12 @@ run foreign code, and (unless ``static``) whether it still loads, converts to ON
     print(report.summary["safety"], report.exit_code)
     open("audit.json", "w").write(report.to_json())
 
-Every file is read in worker processes (``compat.audit_pool``): the static pass never unpickles, and the
-dynamic steps run with a timeout and a memory cap per artifact, so a crash, a hang or an out-of-memory
-costs one row, never the audit (the lost worker is replaced; ``report.workers`` counts them). The time a
-worker spends importing a framework is not charged to the artifact's timeout. Without ``trust`` an
-artifact whose static verdict is not ``safe`` is never loaded.
+Every file is read in a fresh confined process of its own (``compat.audit_pool``, ``compat.confine``):
+the static pass never unpickles, and the dynamic steps run with a timeout and a memory cap on every process
+the file starts, so a crash, a hang or an out-of-memory costs one row, never the audit, and nothing one
+file does reaches another's row (``report.workers`` counts the processes; ``report.confinement`` says
+which layers were in force). The time spent importing a framework is not charged to the artifact's
+timeout. Without ``trust`` an artifact whose static verdict is not ``safe`` is never loaded.
 """
 
 from __future__ import annotations
@@ -144,16 +145,17 @@ class AuditReport:
     environment: dict = field(default_factory=dict)
     seconds: float = 0.0
     schema: str = AUDIT_SCHEMA
-    workers: dict = field(default_factory=dict)  # {"started", "lost", "recycled"}: worker processes
+    workers: dict = field(default_factory=dict)  # {"processes", "lost", "slots"}: see audit_pool.Pool.stats
+    confinement: dict = field(default_factory=dict)  # layer -> {"in_force", "by", "missing"}: confine.summarize
 
     @property
     def strict(self) -> bool:
         return bool(self.options.get("strict"))
 
     def failing(self, row: AuditRow) -> bool:
-        """Does this row make the audit exit 1? Unsafe always; with strict also suspicious/unknown and
-        any failed step."""
-        if row.safety == "unsafe":
+        """Does this row make the audit exit 1? Unsafe, and unknown (the scan could not read to its end what
+        a loader would read: fail closed), always; with strict also suspicious and any failed step."""
+        if row.safety in ("unsafe", "unknown"):
             return True
         return self.strict and (row.safety != "safe" or row.failed)
 
@@ -186,7 +188,8 @@ class AuditReport:
     def to_dict(self) -> dict:
         return {"schema": self.schema, "roots": self.roots, "options": self.options, "summary": self.summary,
                 "artifacts": [r.to_dict() for r in self.artifacts], "skipped": [s.to_dict() for s in self.skipped],
-                "environment": self.environment, "seconds": round(self.seconds, 3), "workers": self.workers}
+                "environment": self.environment, "seconds": round(self.seconds, 3), "workers": self.workers,
+                "confinement": self.confinement}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=str) + "\n"
@@ -331,9 +334,11 @@ def default_memory(jobs: int) -> int:
 
 def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None = None,
           timeout: float = DEFAULT_TIMEOUT, memory: int | None = None, strict: bool = False,
-          progress: Callable[[int, int, object], None] | None = None) -> AuditReport:
-    """Audit every artifact under ``paths`` (files or folders). ``memory`` is bytes per worker (default: a
-    share of the available memory); ``progress(done, total, row_or_skipped)`` is called as results come."""
+          progress: Callable[[int, int, object], None] | None = None, journal=None) -> AuditReport:
+    """Audit every artifact under ``paths`` (files or folders). ``memory`` is bytes per file, for all the
+    processes it starts (default: a share of the available memory); ``progress(done, total,
+    row_or_skipped)`` is called as results come; ``journal`` (a path) gets one JSON line per row as it
+    finishes, flushed, so a killed audit leaves every finished row on disk (see ``Journal``)."""
     from .audit_pool import Pool
     from .report import environment
 
@@ -357,26 +362,65 @@ def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None 
     onnx_installed: dict | None = None
     tasks = [{"path": str(e.path), "rel": e.rel, "root": str(e.root), "static": static, "trust": trust}
              for e in entries]
-    with Pool(jobs=min(jobs, max(len(tasks), 1)), timeout=timeout, memory=memory) as pool:
-        for task, result in pool.run(tasks):
-            done += 1
-            if result.get("skip"):
-                item: object = Skipped(task["rel"], task["root"], result["skip"])
-                skipped.append(item)
-            else:
-                if result.get("format") == "onnx" and onnx_installed is None:
-                    onnx_installed = _onnx_installed()
-                item = _row(task, result, dict(installed, **(onnx_installed or {})), static)
-                rows.append(item)
-            if progress:
-                progress(done, total, item)
-        workers = pool.stats()
-    rows.sort(key=lambda r: (r.root, r.path))
-    skipped.sort(key=lambda s: (s.root, s.path))
     options = {"static": static, "trust": trust, "jobs": jobs, "timeout": timeout, "memory_mb": memory >> 20,
                "strict": strict}
-    return AuditReport([str(p) for p in paths], rows, skipped, options, environment(),
-                       time.perf_counter() - t0, workers=workers)
+    with Journal(journal, [str(p) for p in paths], options) as log:
+        for s in skipped:
+            log.add(s)
+        with Pool(jobs=min(jobs, max(len(tasks), 1)), timeout=timeout, memory=memory) as pool:
+            for task, result in pool.run(tasks):
+                done += 1
+                if result.get("skip"):
+                    item: object = Skipped(task["rel"], task["root"], result["skip"])
+                    skipped.append(item)
+                else:
+                    if result.get("format") == "onnx" and onnx_installed is None:
+                        onnx_installed = _onnx_installed()
+                    item = _row(task, result, dict(installed, **(onnx_installed or {})), static)
+                    rows.append(item)
+                log.add(item)
+                if progress:
+                    progress(done, total, item)
+            workers = pool.stats()
+            confinement = pool.confinement()
+        rows.sort(key=lambda r: (r.root, r.path))
+        skipped.sort(key=lambda s: (s.root, s.path))
+        report = AuditReport([str(p) for p in paths], rows, skipped, options, environment(),
+                             time.perf_counter() - t0, workers=workers, confinement=confinement)
+        log.end(report)
+    return report
+
+
+JOURNAL_SCHEMA = "modelport.audit-rows/1"
+
+
+class Journal:
+    """JSON Lines written as the audit goes: a header (``schema``, ``roots``, ``options``), then one line
+    per finished file (``{"artifact": row}`` or ``{"skipped": ...}``), each flushed at once, and a last
+    ``{"summary": ..., "exit_code": ...}`` line when the audit ends. A reader of a killed audit's journal
+    has every row that finished; the absence of the last line says the audit did not."""
+
+    def __init__(self, path, roots: list[str], options: dict):
+        self.fh = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115 -- closed in __exit__
+        self._line({"schema": JOURNAL_SCHEMA, "roots": roots, "options": options})
+
+    def _line(self, obj: dict) -> None:
+        if self.fh is not None:
+            self.fh.write(json.dumps(obj, allow_nan=False, default=str) + "\n")
+            self.fh.flush()
+
+    def add(self, item) -> None:
+        self._line({"artifact" if isinstance(item, AuditRow) else "skipped": item.to_dict()})
+
+    def end(self, report: "AuditReport") -> None:
+        self._line({"summary": report.summary, "exit_code": report.exit_code, "confinement": report.confinement})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()
 
 
 def _row(task: dict, result: dict, installed: dict, static: bool) -> AuditRow:

@@ -27,7 +27,8 @@ commands by task:
   matrix    replay a record in throwaway virtualenvs with other library versions
   bench     latency and throughput of the native model vs its onnxruntime session
   audit     a folder of old artifacts: what each is, who wrote it, is it safe, does it still load,
-            convert and agree (files run only in sandboxed workers, and only when the scan is safe)
+            convert and agree (a file is loaded only when the scan is safe or with --trust, in a fresh
+            process of its own: no network, no credentials, limits on everything it starts)
 """
 
 EPILOG = """\

@@ -103,7 +103,8 @@ _AUDIT_ERRORS = ("crashed", "timeout", "out-of-memory", "error")  # could not ru
 
 def from_audit(report) -> list[Suite]:
     """One suite "modelport audit"; per artifact a case for its safety and, unless the audit was static, one
-    each for load, convert and check. Unsafe fails (with strict, suspicious and unknown too); a failed step
+    each for load, convert and check. Unsafe and unknown fail, as they fail the exit code (with strict,
+    suspicious too); a failed step
     fails, a crashed/timed-out/out-of-memory one is an error; a step not done is skipped."""
     from .audits import FAILED, STEPS
     from .audit_render import clean, display_path
@@ -115,7 +116,7 @@ def from_audit(report) -> list[Suite]:
         findings = "\n".join(clean(f"{f.get('severity')}: {f.get('what')}" + (f" (at {f['where']})" if f.get("where")
                                                                                 else "")) for f in row.findings)
         failure = None
-        if row.safety == "unsafe" or (report.strict and row.safety != "safe"):
+        if report.failing(row) and row.safety != "safe":
             worst = next((f for f in row.findings if f.get("severity") == row.safety), None)
             failure = f"{row.safety}: " + (clean(worst["what"]) if worst else "the static scan does not vouch for it")
         suite.cases.append(Case("safety", classname, 0.0, failure, findings))

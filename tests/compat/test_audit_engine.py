@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 
 from compat.audits import STATUSES, AuditReport, audit
+from process_watch import Watch
 from tiny_models import tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
 TIMEOUT = 5.0
-MEMORY = 1536 << 20  # per worker: TensorFlow and torch fit, the payloads below do not
+MEMORY = 640 << 20  # per file, beyond the frameworks its slot imported: every zoo model fits (a Keras model
+# adds about 80 MB), the payloads below do not
 
 
 # ------------------------------------------------------------------------------------------ builders
@@ -90,30 +92,30 @@ def zoo(tmp_path_factory) -> Path:
     return folder
 
 
-# Payloads for the worker isolation tests: each file is live only with trust. ``canary`` is created by a
-# payload before it misbehaves, so it tells whether a payload ran at all.
+# Payloads for the worker isolation tests: each file is live only with trust. A file's process may write
+# only in its own temporary folder, so a payload shows it ran by what it does to its row (a crash, a hang)
+# and by the processes it starts, each carrying the test's marker (``process_watch.Watch``).
 
 def _exec(source: str):
     return Call(exec, source)
 
 
-def bad_files(folder: Path, canary: Path, pidfile: Path) -> dict[str, Path]:
+def bad_files(folder: Path, marker: str) -> dict[str, Path]:
     import ctypes
 
-    touch = f"open({str(canary)!r}, 'a').close()\n"
     return {
         "abort": _dump(folder / "bad/abort.pkl", Call(os.abort)),
         "segfault": _dump(folder / "bad/segfault.pkl", Call(ctypes.string_at, 0)),
         "hang": _dump(folder / "bad/hang.pkl", Call(time.sleep, 1000)),
-        # a hang that leaves a child process behind: killing the worker must take the child with it
+        # a hang that leaves a child process behind: killing the file's processes must take the child too
         "hang with child": _dump(folder / "bad/hang_child.pkl", _exec(
-            touch + "import subprocess, time\n"
-            f"open({str(pidfile)!r}, 'w').write(str(subprocess.Popen(['sleep', '1000']).pid))\n"
+            "import subprocess, sys, time\n"
+            f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', {marker!r}])\n"
             "time.sleep(1000)\n")),
         "huge allocation": _dump(folder / "bad/huge.pkl", Call(bytearray, 10 ** 11)),
-        # shared memory is not capped by RLIMIT_DATA: the supervisor's watch on the resident set must stop it
+        # shared memory is not capped by RLIMIT_DATA: the cgroup (or the supervisor's watch) must stop it
         "growing memory": _dump(folder / "bad/grow.pkl", _exec(
-            touch + "import mmap\nm = mmap.mmap(-1, 6 << 30)\nchunk = b'x' * (32 << 20)\n"
+            "import mmap\nm = mmap.mmap(-1, 6 << 30)\nchunk = b'x' * (32 << 20)\n"
             "for i in range(0, 6 << 30, len(chunk)):\n    m[i:i + len(chunk)] = chunk\n")),  # 32 MB steps: past
         # the cap in well under a second even on a loaded machine, far before the timeout
     }
@@ -123,19 +125,11 @@ EXPECTED_LOSS = {"abort": ("crashed", "crash", "SIGABRT"), "segfault": ("crashed
                  "hang": ("timeout", "timeout", "still running after 5 s"),
                  "hang with child": ("timeout", "timeout", "still running after 5 s"),
                  "huge allocation": ("out-of-memory", "out-of-memory", "memory"),
-                 "growing memory": ("out-of-memory", "out-of-memory", "passed the cap")}
+                 "growing memory": ("out-of-memory", "out-of-memory", "the cap")}
 
 
 def _rows(report: AuditReport) -> dict:
     return {row.path: row for row in report.artifacts}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 # -------------------------------------------------------------------------------------- static mode
@@ -198,10 +192,10 @@ def test_dynamic_audit_with_crashes_hangs_and_memory_hogs(zoo, tmp_path):
     and a child process a payload started dies with its worker."""
     folder = tmp_path / "mixed"
     shutil.copytree(zoo, folder, symlinks=True)
-    canary, pidfile = tmp_path / "canary", tmp_path / "child.pid"
-    bad = bad_files(folder, canary, pidfile)
-
-    report = audit([folder], trust=True, jobs=2, timeout=TIMEOUT, memory=MEMORY)
+    with Watch() as watch:
+        bad = bad_files(folder, watch.marker)
+        report = audit([folder], trust=True, jobs=2, timeout=TIMEOUT, memory=MEMORY)
+    survivors = watch.kill_survivors()
     rows = _rows(report)
     assert set(rows) == set(ZOO_MODELS) | {p.relative_to(folder).as_posix() for p in bad.values()}
     assert len(report.skipped) == len(ZOO_SKIPPED)
@@ -212,14 +206,13 @@ def test_dynamic_audit_with_crashes_hangs_and_memory_hogs(zoo, tmp_path):
         assert words in row.load.reason, (label, row.load.reason)
         assert row.convert.status == row.check.status == "skipped"
         assert row.safety in ("unsafe", "suspicious")
-    assert canary.exists()  # with trust the payloads really ran, in the workers
-    assert pidfile.exists() and not _alive(int(pidfile.read_text()))
+    assert watch.seen and not survivors  # with trust the payload really started its child, which died with it
 
     _assert_good_rows(rows)
-    lost = sum(1 for label in EXPECTED_LOSS if label != "huge allocation")  # that one fails inside the worker
+    lost = sum(1 for label in EXPECTED_LOSS if label != "huge allocation")  # that one fails inside its process
     assert report.workers["lost"] == lost
-    assert report.workers["started"] >= lost + 1  # every lost worker was replaced while work remained
-    assert report.workers["recycled"] >= 1  # the worker that refused the huge allocation ran untrusted code
+    assert report.workers["processes"] >= len(rows)  # a process of its own for every file
+    assert report.workers["slots"] == 2  # the files' processes were lost, never the slots that fork them
     assert report.exit_code == 1  # unsafe payloads
 
 
@@ -262,10 +255,12 @@ def test_without_trust_payloads_are_refused_and_never_run(tmp_path):
     """The same payloads without --trust: the static verdict refuses them before any unpickling (the
     canary their payloads would create stays absent); a safe neighbour still loads."""
     folder = tmp_path / "bad"
-    canary, pidfile = tmp_path / "canary", tmp_path / "child.pid"
-    bad = bad_files(tmp_path, canary, pidfile)
-    _dump(folder / "config.pkl", {"threshold": 0.5})
-    report = audit([folder], jobs=2, timeout=TIMEOUT, memory=MEMORY)
+    canary = tmp_path / "canary"
+    with Watch() as watch:
+        bad = bad_files(tmp_path, watch.marker)
+        bad["touch"] = _dump(folder / "touch.pkl", Call(os.system, f"touch {canary}"))
+        _dump(folder / "config.pkl", {"threshold": 0.5})
+        report = audit([folder], jobs=2, timeout=TIMEOUT, memory=MEMORY)
     rows = _rows(report)
     assert len(rows) == len(bad) + 1
     for path in bad.values():
@@ -276,12 +271,12 @@ def test_without_trust_payloads_are_refused_and_never_run(tmp_path):
     assert rows["abort.pkl"].safety == rows["segfault.pkl"].safety == "unsafe"  # known code-execution callables
     assert rows["hang.pkl"].safety == "suspicious"  # time.sleep: merely not on the allowlist
     assert rows["config.pkl"].load.status == "ok"
-    assert report.workers["lost"] == 0 and report.workers["started"] == 2
+    assert report.workers["lost"] == 0 and report.workers["slots"] == 2
     static = audit([folder], static=True, jobs=2)  # --static: verdicts only, nothing loaded or refused
     assert {r.path: r.safety for r in static.artifacts} == {p: r.safety for p, r in rows.items()}
     assert all(r.load is None and r.convert is None and r.check is None for r in static.artifacts)
     assert static.exit_code == 1
-    assert not canary.exists() and not pidfile.exists()
+    assert not canary.exists() and not watch.seen
     assert report.exit_code == 1
 
 
@@ -289,8 +284,8 @@ def test_without_trust_payloads_are_refused_and_never_run(tmp_path):
 
 
 def test_exit_codes_follow_strict(tmp_path):
-    """0: nothing unsafe, nothing failed; 1: an unsafe artifact; with strict also a suspicious one or a
-    failed load/convert/check."""
+    """0: nothing unsafe or unknown, nothing failed; 1: an unsafe or unknown artifact; with strict also a
+    suspicious one or a failed load/convert/check."""
     from sklearn.linear_model import LogisticRegression
 
     X = np.random.default_rng(0).normal(size=(60, 4))
@@ -309,6 +304,14 @@ def test_exit_codes_follow_strict(tmp_path):
     unsafe = tmp_path / "unsafe"
     _dump(unsafe / "boom.pkl", Call(os.system, "true"))
     assert audit([unsafe], static=True, jobs=1).exit_code == 1
+
+    # fail closed: a pickle cut off inside its frame, which the scanner cannot read to its end, fails the
+    # audit without --strict, as an unsafe one does
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    (unknown / "cut.pkl").write_bytes(pickle.dumps(LogisticRegression().fit(X, y), 4)[:300])
+    cut = audit([unknown], static=True, jobs=1)
+    assert cut.artifacts[0].safety == "unknown" and cut.exit_code == 1 and cut.summary["exit_code"] == 1
 
     # a safe file whose conversion fails: a fitted model with a coefficient table of the wrong shape
     broken = LogisticRegression().fit(X, y)

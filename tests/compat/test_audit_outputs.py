@@ -126,7 +126,8 @@ def test_table_names_every_file_and_sums_up(static_report):
     assert "imports posix.system" in wide or "imports os.system" in wide  # the reason column
     assert "8 artifact(s) · safety: 5 safe, 1 suspicious, 1 unsafe, 1 unknown" in wide
     assert "1 file(s) skipped (1 not a model)" in wide
-    assert "exit 1: 1 unsafe artifact(s): evil.pkl" in wide
+    # fail closed: the file the scan could not read to its end fails the audit as the unsafe one does
+    assert "exit 1: 1 unsafe and 1 unknown (not read to its end) artifact(s): evil.pkl, sub/broken.pkl" in wide
     narrow = _terminal(static_report, 80)  # the reasons move under the table
     assert "why" not in narrow.splitlines()[0] and "imports" in narrow
 
@@ -207,6 +208,10 @@ def test_html_is_one_self_contained_page(static_report):
     assert [t for t, _ in parsed.tags].count("details") >= len(static_report.artifacts)
     assert [t for t, _ in parsed.tags].count("svg") == 3
     assert {a["data-type"] for t, a in parsed.tags if t == "th" and "data-type" in a} == {"text", "num"}
+    # which confinement layers held for the files' processes: one line each, in force or not
+    held = sum(c["in_force"] for c in static_report.confinement.values())
+    assert f"Confinement ({held} of {len(static_report.confinement)} layers in force)" in page
+    assert all(f"<td>{layer}</td>" in page for layer in static_report.confinement)
 
 
 def test_html_escapes_what_comes_from_files(static_report):
@@ -300,7 +305,8 @@ def test_junit_fails_the_unsafe_file(static_report):
     assert len(cases) == len(static_report.artifacts)  # static: safety only
     assert cases[("evil.pkl", "safety")] == "failure"
     assert cases[(HOSTILE, "safety")] == "passed"  # suspicious fails only with --strict
-    assert sum(k == "failure" for k in cases.values()) == 1
+    assert cases[("sub/broken.pkl", "safety")] == "failure"  # unknown: fail closed, as the exit code does
+    assert sum(k == "failure" for k in cases.values()) == 2
 
 
 def test_junit_with_strict_fails_suspicious_and_unknown(tree):
