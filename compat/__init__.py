@@ -15,19 +15,22 @@ import importlib
 
 # name -> module: loaded on first use, so `import compat` (and `modelport --help`) stays cheap
 _EXPORTS = {
-    "ConversionResult": "harness", "check": "harness", "convert_and_check": "harness", "default_output": "harness",
-    "DEFAULT_TOLERANCES": "compare", "OutputStats": "compare", "Tolerance": "compare",
-    "InputSource": "inputs", "read_inputs": "inputs", "synthesize": "inputs",
-    "RECORD_SCHEMA": "records", "Record": "records",
-    "CHECK_SCHEMA": "report", "Attempt": "report", "Report": "report", "environment": "report",
-    "VERIFY_SCHEMA": "replay", "VerifyReport": "replay", "verify": "replay",
-    "BenchReport": "timing", "bench": "timing",
-    "MatrixReport": "version_matrix", "matrix": "version_matrix",
-    "AUDIT_SCHEMA": "audits", "AuditReport": "audits", "AuditRow": "audits", "audit": "audits",
+    "ConversionResult": "checks.harness", "check": "checks.harness", "convert_and_check": "checks.harness",
+    "default_output": "checks.harness",
+    "DEFAULT_TOLERANCES": "checks.compare", "OutputStats": "checks.compare", "Tolerance": "checks.compare",
+    "InputSource": "checks.inputs", "read_inputs": "checks.inputs", "synthesize": "checks.inputs",
+    "CHECK_SCHEMA": "checks.report", "Attempt": "checks.report", "Report": "checks.report",
+    "environment": "checks.report",
+    "BenchReport": "checks.timing", "bench": "checks.timing",
+    "RECORD_SCHEMA": "records.record", "Record": "records.record",
+    "VERIFY_SCHEMA": "records.replay", "VerifyReport": "records.replay", "verify": "records.replay",
+    "MatrixReport": "records.matrix", "matrix": "records.matrix",
+    "AUDIT_SCHEMA": "audits.report", "AuditReport": "audits.report", "AuditRow": "audits.report",
+    "audit": "audits.engine",
 }
-# submodules are named apart from these functions (records.py, replay.py, audits.py, ...) so that importing
-# one never replaces the function on the package
-_ALIASES = {"convert": ("harness", "convert_and_check"), "record": ("records", "build")}
+# the subpackages are named apart from these functions (checks/, records/, audits/) so that importing one
+# never replaces the function on the package
+_ALIASES = {"convert": ("checks.harness", "convert_and_check"), "record": ("records.record", "build")}
 
 
 def __getattr__(name: str):

@@ -2,7 +2,7 @@
 
 A ``Domain`` describes what values one input column plausibly holds, as far as the fitted
 model tells us (a scaler's mean, an encoder's categories, a tree's split points). Adapters fill
-it in; ``compat.inputs`` turns it into realistic rows without knowing any framework.
+it in; ``compat.checks.inputs`` turns it into realistic rows without knowing any framework.
 """
 
 from __future__ import annotations

@@ -14,24 +14,6 @@ from ..artifact import Artifact
 from ..errors import ModelClassError
 from ..spec import Signature, TensorSpec
 
-# TensorFlow is published under several distribution names; whichever is installed answers for all
-_TENSORFLOW_DISTS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos")
-
-
-def installed_version(dist: str | None) -> str | None:
-    """The installed version of a distribution, read from its metadata (imports nothing); None if absent."""
-    from importlib import metadata
-
-    for name in _TENSORFLOW_DISTS if dist in _TENSORFLOW_DISTS else (dist,):
-        if not name:
-            continue
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 CLASS_SPEC_HINT = "give pkg.module:Class or path/to/file.py:Class"
 
 
@@ -121,6 +103,36 @@ class Adapter(Protocol):
 
     def remedies(self, loaded: Loaded) -> tuple[str | None, ...]:
         """The conversions to try in order when a check fails; the first is the plain one (None)."""
+
+    # library modules each step imports ("load", "convert", "check"): an audit imports them ahead of a file,
+    # outside its clock, with ``warm``
+    modules: Mapping[str, tuple[str, ...]]
+
+    def warm(self, step: str) -> list[str]:
+        """Import what ``step`` needs (never anything a file names); returns the modules imported now.
+        A missing or broken library is left for the step itself to report."""
+
+
+STEPS = ("load", "convert", "check")
+
+
+def warm_modules(modules: Mapping[str, tuple[str, ...]], step: str,
+                 importers: Mapping[str, Callable] | None = None) -> list[str]:
+    """Import the not-yet-imported modules of ``step`` (``importers`` overrides how one is imported, e.g.
+    TensorFlow through its quiet importer); errors are swallowed: the step reports them with a reason."""
+    import importlib
+    import sys
+    import warnings
+
+    wanted = [m for m in modules.get(step, ()) if m not in sys.modules]
+    for name in wanted:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importers[name]() if importers and name in importers else importlib.import_module(name)
+        except Exception:  # noqa: BLE001,S110 -- missing or broken: the step itself says so, with the reason
+            pass
+    return wanted
 
 
 class Stopwatch:

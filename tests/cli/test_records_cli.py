@@ -80,7 +80,7 @@ def test_record_keeps_the_first_rows_of_inputs_and_says_how_many_it_left_out(tmp
 
 
 def test_record_help_says_what_record_does():
-    from compat.records import DEFAULT_RECORD_ROWS
+    from compat.records.record import DEFAULT_RECORD_ROWS
 
     done = modelport("record", "--help")
     assert done.returncode == 0

@@ -84,7 +84,7 @@ def test_bad_inputs_exit_2_with_the_reason_and_write_nothing(tmp_path):
 
 
 def test_lambda_layer_refused_and_its_code_never_runs(tmp_path):
-    from convert.adapters import _tf_env
+    from convert.adapters.tensorflow import env as _tf_env
 
     keras, _ = _tf_env.keras()
     marker = tmp_path / "pwned.txt"

@@ -326,7 +326,7 @@ def test_detection_reads_a_bounded_prefix_of_huge_files(tmp_path):
 
 
 def test_atomic_writes_get_the_mode_a_plain_write_would(tmp_path):
-    from convert.onnxfile import write_atomic
+    from convert.atomic import write_atomic
 
     plain = tmp_path / "plain.txt"
     plain.write_text("x")

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 import convert  # noqa: E402
 from compat import audit  # noqa: E402
-from compat.audit_diagnose import classify  # noqa: E402
+from compat.audits.diagnose import classify  # noqa: E402
 from convert import memory  # noqa: E402
 from convert.errors import BadInputError, OutOfMemoryError  # noqa: E402
 

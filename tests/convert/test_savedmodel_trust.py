@@ -31,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def tf():
-    from convert.adapters import _tf_env
+    from convert.adapters.tensorflow import env as _tf_env
 
     return _tf_env.tensorflow()
 

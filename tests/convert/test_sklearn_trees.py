@@ -14,7 +14,7 @@ from convert.errors import UnsupportedModelError
 
 def boundary_rows(model, x, n_features):
     """Rows whose values sit on, just below and just above every split point of ``model``."""
-    from convert.adapters._skl_domains import tree_thresholds
+    from convert.adapters.sklearn.domains import tree_thresholds
 
     rows = [x[i % len(x)].copy() for i in range(8)]
     for feature, values in tree_thresholds(model, n_features).items():

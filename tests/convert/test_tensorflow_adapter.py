@@ -21,14 +21,14 @@ TF_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tensorflow"
 
 @pytest.fixture(scope="module")
 def tf():
-    from convert.adapters import _tf_env
+    from convert.adapters.tensorflow import env as _tf_env
 
     return _tf_env.tensorflow()
 
 
 @pytest.fixture(scope="module")
 def keras(tf):
-    from convert.adapters import _tf_env
+    from convert.adapters.tensorflow import env as _tf_env
 
     return _tf_env.keras()[0]
 
@@ -38,7 +38,7 @@ def built(keras, tmp_path_factory):
     """Small models saved once for the whole module: name -> path."""
     from keras import layers
 
-    from convert.adapters import _tf_env
+    from convert.adapters.tensorflow import env as _tf_env
 
     root = tmp_path_factory.mktemp("tf_models")
     paths = {}

@@ -86,7 +86,7 @@ ARCHITECTURES = {"dense": _dense, "conv": _conv, "separable": _separable, "recur
 
 @pytest.fixture(scope="module")
 def keras():
-    from convert.adapters import _tf_env
+    from convert.adapters.tensorflow import env as _tf_env
 
     return _tf_env.keras()[0]
 
@@ -139,7 +139,7 @@ def _float64_distance(keras, build, model, loaded, onnx_model):
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_architecture_converts_from_every_format(arch, keras, tmp_path):
-    from convert.adapters import _tf_env
+    from convert.adapters.tensorflow import env as _tf_env
 
     build = ARCHITECTURES[arch]
     with _tf_env.quiet():

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 import compat  # noqa: E402
 import convert  # noqa: E402
-from convert.adapters._torch_sig import example_sizes  # noqa: E402
+from convert.adapters.torch.sig import example_sizes  # noqa: E402
 from convert.spec import Signature, TensorSpec, parse_input_spec  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),

@@ -236,7 +236,7 @@ def test_named_and_unnamed_inputs_follow_forward(tmp_path):
 
 
 def test_importing_the_adapter_does_not_import_torch():
-    code = ("import sys\nimport convert.adapters.torch, convert.adapters._torch_sig, convert.adapters._torch_export\n"
+    code = ("import sys\nimport convert.adapters.torch, convert.adapters.torch.sig, convert.adapters.torch.export, convert.adapters.torch.load\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

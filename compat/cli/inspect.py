@@ -1,0 +1,108 @@
+"""``modelport inspect``: what a model file is, who wrote it, whether loading it would run code (static),
+and how an Artifact is shown in a terminal."""
+
+from __future__ import annotations
+
+import json
+
+from convert.artifact import Artifact
+from convert.versions import installed
+
+from ..console import console
+from ..text import size
+from . import common
+
+_STYLE = {"safe": "green", "suspicious": "yellow", "unsafe": "bold red", "unknown": "magenta"}
+MAX_GLOBALS = 12
+
+
+def _dims(shape) -> list[str]:
+    """A spec's dims as text: an unknown leading dim is the batch, other unknown dims are ``?``."""
+    return ["batch" if d is None and i == 0 else "?" if d is None else str(d) for i, d in enumerate(shape or [])]
+
+
+def _render_signatures(signatures, console) -> None:
+    """A SavedModel's signatures with their input and output specs (``--signature NAME`` picks one)."""
+    from rich.markup import escape
+
+    if not isinstance(signatures, dict) or not signatures:
+        return
+
+    def specs(group: dict) -> str:
+        return ", ".join(f"{name} {spec.get('dtype', '?')}[{'x'.join(_dims(spec.get('shape')))}]"
+                         for name, spec in group.items()) or "none"
+
+    console.print("  signatures (pick one with --signature NAME)")
+    for name, sig in signatures.items():
+        default = "  [dim](default)[/]" if name == "serving_default" else ""
+        console.print(f"    [bold]{escape(name)}[/]{default}")
+        console.print(f"      inputs   {escape(specs(sig.get('inputs') or {}))}")
+        console.print(f"      outputs  {escape(specs(sig.get('outputs') or {}))}")
+
+
+def render_artifact(a: Artifact, console) -> None:
+    from rich.markup import escape
+
+    console.print(f"[bold]{escape(str(a.path))}[/]")
+    fmt = a.format + (f" ({a.compression}-compressed)" if a.compression else "")
+    rows = [("format", fmt), ("framework", a.framework or "unknown")]
+    for key, version in a.saved_with.items():
+        now = installed(key)
+        drift = ""
+        if now and version and now != version:
+            drift = f"  [yellow](installed: {now})[/]"
+        elif now:
+            drift = "  [dim](installed: same)[/]"
+        rows.append((f"saved with {key}", f"{escape(str(version))}{drift}"))
+    rows.append(("size", f"{size(a.size)}   sha256 {a.sha256[:16]}…"))
+    style = _STYLE.get(a.safety, "white")
+    flagged = [g for g in a.globals if g.verdict != "safe"]
+    summary = f"{len(a.globals)} global(s), " + (f"{len(flagged)} not allowlisted" if flagged else "all allowlisted") \
+        if a.globals else "no code references"
+    rows.append(("safety", f"[{style}]{a.safety}[/] — {summary}"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        console.print(f"  {key:<{width}}  {value}")
+    shown = sorted(a.globals, key=lambda g: ({"unsafe": 0, "suspicious": 1}.get(g.verdict, 2), g.qualname))
+    for g in shown[:MAX_GLOBALS]:
+        gs = _STYLE.get(g.verdict, "white")
+        console.print(f"    [{gs}]{g.verdict:<10}[/] {escape(g.qualname)}" + (f"  [dim]{escape(g.where)}[/]" if g.where else ""))
+    if len(shown) > MAX_GLOBALS:
+        console.print(f"    … {len(shown) - MAX_GLOBALS} more (--json lists all)")
+    for f in a.findings:
+        fs = _STYLE.get(f.severity, "dim")
+        console.print(f"    [{fs}]{f.severity:<10}[/] {escape(f.what)}" + (f"  [dim]{escape(f.where)}[/]" if f.where else ""))
+    _render_signatures(a.details.get("signatures"), console)
+    details = {k: v for k, v in a.details.items() if isinstance(v, (str, int, float)) and k != "corrupt"}
+    if a.details.get("corrupt"):
+        console.print(f"  [magenta]corrupt[/]  {escape(str(a.details['corrupt']))}")
+    if details:
+        console.print("  [dim]" + escape(", ".join(f"{k}={v}" for k, v in list(details.items())[:8])) + "[/]")
+
+
+def add_parser(sub, formatter):
+    p = sub.add_parser("inspect", help="what a model file is, who wrote it, whether it is safe to load",
+                       formatter_class=formatter, description=(
+                           "Read a model file's bytes and say what it is: format, framework, the versions that "
+                           "wrote it, and for pickles every global that unpickling would import, with a verdict "
+                           "(safe / suspicious / unsafe / unknown). Never runs the file's code."),
+                       epilog="examples:\n  modelport inspect model.joblib\n  modelport inspect models/*.pkl --json")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="model file(s) or SavedModel directories")
+    p.add_argument("--json", action="store_true", help="print JSON (schema modelport.inspect/1) instead of text")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    import convert
+
+    artifacts = [convert.inspect(p) for p in args.paths]
+    if args.json:
+        payload = [dict(a.to_dict(), schema="modelport.inspect/1") for a in artifacts]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
+    else:
+        out = console()
+        for a in artifacts:
+            render_artifact(a, out)
+    worst = {"unsafe": common.EXIT_FAIL}
+    return max((worst.get(a.safety, common.EXIT_OK) for a in artifacts), default=common.EXIT_OK)

@@ -1,0 +1,197 @@
+"""PyTorch: state dicts, checkpoints, whole modules, TorchScript and torch.export archives -> ONNX.
+
+What this adds to a bare ``torch.onnx.export`` call:
+- loading what people actually have on disk (``_torch_load``): a state dict plus ``--model-class``, the
+  state dict inside a training checkpoint (found and reported; ``--state-key`` overrides), wrapper
+  prefixes stripped (``module.``), TorchScript and ``.pt2`` archives without a class, a whole pickled
+  module only with ``--trust``; always ``weights_only=True`` otherwise;
+- a signature (``_torch_sig``): inputs from ``--input``, the ``.pt2`` archive, or the first layer;
+  integer inputs bounded by the vocabulary of the embedding that reads them; outputs named ``output``,
+  ``output_0..`` or after dict keys, on both the native and the ONNX side;
+- export (``_torch_export``) with the dynamo exporter and real dynamic axes, falling back to the
+  TorchScript exporter when it fails (said in the notes, both timed); ``--exporter`` forces one. The
+  export example's sizes (batch 2, other dynamic axes 5, 6, 7...) are never the ones the check runs, so
+  an axis the exporter froze shows up as a disagreement.
+torch is imported inside functions: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ...artifact import Artifact
+from ...errors import BadInputError, UnsupportedModelError
+from ...onnxfile import finalize
+from ...spec import Signature
+from . import export as exp
+from .env import Native, first_line, require_torch, root_cause
+from .load import LOADERS, load_script, weights_summary
+from .sig import Runner, callable_of, example_feeds, input_specs, output_specs, program_symbols
+from ..base import Converted, Hints, Loaded, Stopwatch, warm_modules
+
+PLAIN, TORCHSCRIPT = None, exp.TORCHSCRIPT
+TORCH_FORMATS = ("torch-zip", "torch-legacy", "torchscript", "torch-export")
+TORCH_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin")  # a plain zip under these names is a broken torch file
+SLOW_EXPORT = 1.0  # seconds: a dynamo export slower than this is timed against the TorchScript exporter
+# exporters to try, in order, per kind of native model (the TorchScript exporter is the fallback)
+# (an ExportedProgram has no TorchScript route: tracing its module bakes the example's sizes into the graph)
+EXPORT_PLANS = {"module": (exp.DYNAMO, exp.TORCHSCRIPT), "export": (exp.DYNAMO,), "script": (exp.TORCHSCRIPT,)}
+KIND_NAMES = {"module": "an nn.Module", "export": "a torch.export archive", "script": "a TorchScript archive"}
+
+
+class TorchAdapter:
+    name = "torch"
+    formats = TORCH_FORMATS + ("zip",)
+    modules = {"load": ("torch",), "convert": ("torch.onnx", "onnxscript"), "check": ("onnxruntime",)}
+
+    def warm(self, step: str) -> list[str]:
+        return warm_modules(self.modules, step)
+
+    def weights_summary(self, artifact: Artifact, trust: bool = False) -> dict | None:
+        """What a ``torch.save`` file holding weights (a state dict, or a checkpoint with one) weighs: tensors,
+        parameters, dtypes and the key of the state dict; None when it holds a pickled module instead (then
+        ``load`` takes it, with trust). Loads through the gate, ``weights_only`` unless trusted."""
+        return weights_summary(artifact, Hints(trust=trust))
+
+    def describe_script(self, artifact: Artifact, trust: bool = False) -> str:
+        """Load a TorchScript archive (its code travels with it) and name it in a few words."""
+        return load_script(artifact, Hints(trust=trust)).description
+
+    def can_load(self, artifact: Artifact) -> bool:
+        if artifact.format == "zip":
+            return artifact.path.suffix.lower() in TORCH_SUFFIXES
+        return artifact.format in TORCH_FORMATS and artifact.framework in (None, "torch")
+
+    # -- load ---------------------------------------------------------------------------------
+    def load(self, artifact: Artifact, hints: Hints) -> Loaded:
+        t0 = time.perf_counter()
+        require_torch()
+        native = LOADERS[artifact.format](artifact, hints)
+        notes = list(native.notes)
+        symbols = program_symbols(native.model) if native.kind == "export" and not hints.inputs else {}
+        floors = {name: low for name, low in symbols.values()}
+        inputs = input_specs(native, hints, artifact, notes)
+        outputs = output_specs(native, Signature(inputs), artifact, floors)
+        signature = Signature(inputs, outputs)
+        facts = {"estimator": native.description, "model": native.description.split(" ")[0], "kind": native.kind,
+                 "exporters": _plan(native, hints, artifact), "symbols": {k: v[0] for k, v in symbols.items()},
+                 "floors": floors, "saved_with": artifact.saved_with.get("torch")}
+        runner = Runner(callable_of(native), signature)
+        return Loaded(artifact, native.model, signature, runner, self.name, notes, facts, time.perf_counter() - t0)
+
+    # -- convert --------------------------------------------------------------------------------
+    def remedies(self, loaded: Loaded) -> tuple[str | None, ...]:
+        plan = loaded.facts["exporters"]
+        return (PLAIN, TORCHSCRIPT) if len(plan) > 1 and TORCHSCRIPT in plan else (PLAIN,)
+
+    def to_onnx(self, loaded: Loaded, opset: int | None = None, remedy: str | None = None) -> Converted:
+        if remedy not in (PLAIN, TORCHSCRIPT):
+            raise ValueError(f"unknown remedy {remedy!r}")
+        steps: dict[str, float] = {}
+        watch = Stopwatch(steps)
+        notes: list[str] = []
+        native = Native(loaded.model, loaded.facts["kind"], loaded.facts["estimator"])
+        chain = _chain(loaded, opset, remedy, notes)
+        floors = loaded.facts.get("floors")
+        args = exp.example_args(loaded.signature, example_feeds(loaded.signature, floors=floors))
+        probe = example_feeds(loaded.signature, shift=1, floors=floors, seed=1)
+        model, used = _export(native, loaded, chain, args, probe, opset, watch, notes)
+        if used == exp.DYNAMO and remedy is PLAIN and TORCHSCRIPT in loaded.facts["exporters"]:
+            _time_against_torchscript(native, loaded, args, opset, steps, notes)
+        with watch("finalize"):
+            exp.rename_dim_params(model, loaded.facts.get("symbols") or {})
+            exp.add_unused_inputs(model, loaded.signature, notes)
+            relaxed = exp.relax_output_dims(model, _varying_axes(loaded))
+            if relaxed:
+                notes.append(f"the exporter declared {', '.join(relaxed)} fixed although it follows the input size; "
+                             "declared dynamic")
+            try:
+                model = finalize(model)
+            except Exception as exc:
+                raise UnsupportedModelError(f"the {used} exporter wrote an invalid ONNX graph: {first_line(exc)}",
+                                            path=loaded.artifact.path, hint="nothing was written") from None
+        return Converted(model, remedy, notes, steps)
+
+
+ADAPTER = TorchAdapter()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _plan(native: Native, hints: Hints, artifact: Artifact) -> tuple[str, ...]:
+    """The exporters to try, in order: the kind's default plan, or the one ``--exporter`` forces."""
+    plan = EXPORT_PLANS[native.kind]
+    if not hints.exporter:
+        return plan
+    if hints.exporter not in exp.EXPORTERS:
+        raise BadInputError(f"unknown exporter {hints.exporter!r}", hint="use --exporter dynamo or torchscript")
+    if hints.exporter not in plan:
+        raise BadInputError(f"the {hints.exporter} exporter cannot take {KIND_NAMES[native.kind]}",
+                            path=artifact.path, hint=f"use --exporter {plan[0]}")
+    return (hints.exporter,)
+
+
+def _chain(loaded: Loaded, opset: int | None, remedy: str | None, notes: list[str]) -> tuple[str, ...]:
+    chain = (TORCHSCRIPT,) if remedy == TORCHSCRIPT else tuple(loaded.facts["exporters"])
+    if opset is not None and opset < exp.DYNAMO_MIN_OPSET and exp.DYNAMO in chain and len(chain) > 1:
+        notes.append(f"opset {opset} is below what the dynamo exporter writes ({exp.DYNAMO_MIN_OPSET}); "
+                     "used the TorchScript exporter")
+        chain = tuple(e for e in chain if e != exp.DYNAMO)
+    return chain
+
+
+def _export(native: Native, loaded: Loaded, chain, args, probe, opset, watch: Stopwatch, notes: list[str]):
+    """The first exporter of ``chain`` whose graph has the signature's names and dynamic axes and runs on
+    inputs of other sizes (``probe``); the failures of those before it are said in ``notes``."""
+    failures: list[tuple[str, str]] = []
+    for exporter in chain:
+        try:
+            with watch(f"export-{exporter}"):
+                model = exp.EXPORTERS[exporter](native, loaded.signature, args, opset)
+            problem = (exp.check_graph(model, loaded.signature)
+                       or exp.runs_at_other_sizes(model, loaded.signature, probe))
+            if problem:
+                raise exp.ExporterRefused(problem)
+        except Exception as exc:
+            failures.append((exporter, first_line(root_cause(exc))))
+            continue
+        seconds = watch.steps[f"export-{exporter}"]
+        for failed, reason in failures:
+            notes.append(f"{failed} exporter failed ({reason}); used the {exporter} exporter")
+        notes.append(f"exported with the {exporter} exporter in {seconds:.1f} s")
+        return model, exporter
+    reasons = "; ".join(f"{e}: {r}" for e, r in failures)
+    hint = ("TorchScript archives only go through the TorchScript exporter: convert the state dict (--model-class) "
+            "or a torch.export .pt2 archive of the model instead" if native.kind == "script" else "nothing was written")
+    raise UnsupportedModelError(f"no exporter converts {loaded.facts['estimator']} ({reasons})",
+                                path=loaded.artifact.path, hint=hint)
+
+
+def _time_against_torchscript(native, loaded, args, opset, steps, notes) -> None:
+    """When the dynamo export was slow, say how long the TorchScript exporter takes for this model."""
+    dynamo = steps.get(f"export-{exp.DYNAMO}", 0.0)
+    if dynamo < SLOW_EXPORT:
+        return
+    t0 = time.perf_counter()
+    try:
+        exp.export_torchscript(native, loaded.signature, args, opset)
+    except Exception:
+        return
+    took = time.perf_counter() - t0
+    steps["export-torchscript-timing"] = took
+    if dynamo > 3 * took:
+        notes.append(f"the dynamo exporter took {dynamo:.1f} s, the TorchScript exporter {took:.1f} s for this model "
+                     "(--exporter torchscript uses it)")
+
+
+def _varying_axes(loaded: Loaded) -> dict[str, set[int]]:
+    """Output axes whose size changes with the dynamic input sizes (two native runs)."""
+    floors = loaded.facts.get("floors")
+    try:
+        a = loaded.run(example_feeds(loaded.signature, floors=floors))
+        b = loaded.run(example_feeds(loaded.signature, shift=1, floors=floors))
+    except Exception:
+        return {}
+    return {name: {i for i, (x, y) in enumerate(zip(a[name].shape, b[name].shape)) if x != y}
+            for name in a if name in b and a[name].ndim == b[name].ndim}
