@@ -22,7 +22,8 @@ MAX_FINDINGS = 100
 CHECK_ROWS = 1000
 # formats that are data rather than models: a row only when they carry something to scan
 DATA_FORMATS = {"npy": "data: a numpy array", "npz": "data: numpy arrays",
-                "hdf5": "data: an HDF5 file that is not a Keras model", "zip": "data: a zip archive holding no model"}
+                "hdf5": "data: an HDF5 file that is not a Keras model", "zip": "data: a zip archive holding no model",
+                "7z": "data: a 7-Zip archive holding no model"}
 # detect() refusals that describe a damaged model file rather than a file that is no model
 _DAMAGED = {"a damaged zip archive": "zip", "a .npy file with an unreadable header": "npy"}
 
@@ -468,4 +469,5 @@ def _convert_and_check(loaded, artifact):
                             time.perf_counter() - checking_since)
 
 
-_HANDLERS = {"onnx": _onnx, "safetensors": _safetensors, "npy": _data, "npz": _data, "hdf5": _data, "zip": _data}
+_HANDLERS = {"onnx": _onnx, "safetensors": _safetensors, "npy": _data, "npz": _data, "hdf5": _data, "zip": _data,
+             "7z": _data}

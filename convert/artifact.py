@@ -53,7 +53,7 @@ class Artifact:
 
     ``format`` names the container (``pickle``, ``joblib``, ``torch-zip``, ``torch-legacy``, ``torchscript``,
     ``torch-export``, ``savedmodel``, ``keras``, ``keras-h5``, ``hdf5``, ``onnx``, ``skops``, ``safetensors``,
-    ``npy``, ``npz``, ``zip``); ``framework`` the library that wrote it, when the bytes say
+    ``npy``, ``npz``, ``zip``, ``7z``); ``framework`` the library that wrote it, when the bytes say
     (``sklearn``, ``torch``, ``tensorflow``, ``keras``, ``onnx``, ...).
     """
 
@@ -113,7 +113,7 @@ def worst(verdicts) -> str:
 # ---------------------------------------------------------------------------------------------- inspect
 
 PICKLE_FORMATS = frozenset(("pickle", "joblib", "torch-zip", "torch-legacy", "torchscript", "torch-export", "npy",
-                            "npz", "zip", "skops", "keras"))
+                            "npz", "zip", "skops", "keras", "7z"))
 
 # top-level module of the globals -> framework, most specific first (a sklearn Pipeline holding numpy arrays
 # is sklearn; a dict of arrays is numpy)

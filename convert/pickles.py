@@ -30,6 +30,7 @@ from pathlib import Path
 from .artifact import Finding, GlobalRef, PickleScan, worst
 from .pickle_policy import ALLOWLIST_PATH, classify_global, is_allowed  # noqa: F401 -- the public face
 from .pickle_policy import canonical, rules, verdict
+from .sevenzip import MAGIC as _SEVENZIP_MAGIC
 
 CHUNK = 1 << 20  # bytes read from the file at a time
 LOOK = 300  # lookahead kept in the buffer, so any one-byte-length argument is already there
@@ -1563,113 +1564,115 @@ _PICKLE_NAMES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".sav", ".
 
 
 def _scan_zip(out: _Collector, zf: zipfile.ZipFile, policy: str, prefix: str = "", depth: int = 0) -> None:
-    """Archive members an unpickler would read. ``policy``: ``torch`` (members named *.pkl), ``export``
-    (torch.export: *.pt/*.pkl and weights its configs mark as pickled), ``sniff`` (any member, by content)."""
+    """Archive members an unpickler would read, read the way torch reads them (see convert.rawzip). ``policy``:
+    ``torch`` (members named *.pkl, and TorchScript code), ``export`` (what torch.export.load reads, see
+    convert.pt2_members), ``sniff`` (any member, by content)."""
+    from . import rawzip
+
     infos = zf.infolist()
-    scanned = out.meta.setdefault("pickle_members", [])
     for bad in risky_member_names(i.filename for i in infos):
         out.finding("suspicious", f"archive member path escapes the archive: {bad!r}", prefix)
-    pickled = _export_pickled(zf) if policy == "export" else set()
+    roles = _export_roles(out, zf, prefix) if policy == "export" else {}
     for info in infos:
         name = info.filename
-        base = name.rsplit("/", 1)[-1]
         if info.is_dir():
-            continue
-        if policy == "torch" and base.endswith(".py") and "/code/" in f"/{name}":
-            _scan_torchscript_code(out, zf, info, f"{prefix} > {name}" if prefix else name)
-            continue
-        if policy == "torch" and not base.endswith((".pkl", ".debug_pkl")):
-            continue
-        if policy == "export" and not (base.endswith((".pkl", ".pt", ".pth")) or name in pickled):
             continue
         label = f"{prefix} > {name}" if prefix else name
         try:
-            with zf.open(info) as fh:
-                kind = _member_kind(fh.read(64), base, policy)
-            if kind is not None and kind.startswith("probe:"):
-                with zf.open(info) as fh:
-                    kind = _probed_member_kind(fh, kind[6:])
-            if kind is None:
-                continue
-            with zf.open(info) as fh:
-                _scan_member(out, fh, info.file_size, kind, label, depth)
-        except _Halt as exc:
-            out.finding("unknown", f"scan stopped: {exc}", label)
-        except (_Corrupt, *ZIP_ERRORS) as exc:
-            _broken(out, f"cannot read archive member: {exc}", label)
+            odd = rawzip.anomalies(zf, info)
+        except ZIP_ERRORS as exc:
+            _broken(out, f"cannot read archive member header: {exc}", label)
             continue
-        if len(scanned) < 1000:
-            scanned.append(label)
+        for what in odd:
+            out.finding("suspicious", f"archive member {what}: Python's zipfile refuses it; scanned from its raw bytes, "
+                        "as a reader that ignores this sees them (torch does, for a wrong CRC or local name)", label)
+
+        def opener(info=info, label=label):
+            return rawzip.open_member(zf, info, lambda what: out.finding(
+                "unknown", f"archive member {what} (corrupt or tampered); scanned as torch reads it", label))
+
+        base = name.rsplit("/", 1)[-1]
+        if policy == "torch" and base.endswith(".py") and "/code/" in f"/{name}":
+            _scan_torchscript_code(out, opener, label)
+            continue
+        if policy == "torch" and not base.endswith((".pkl", ".debug_pkl")):
+            continue
+        member_policy = policy
+        if policy == "export":
+            role = roles.get(name)
+            if role == "raw":
+                continue
+            if role == "native":
+                out.finding("unsafe", "compiled native code (AOTInductor) that torch.export.load loads and runs",
+                            label)
+                continue
+            member_policy = "torch" if role == "pickle" or base.endswith((".pkl", ".pt", ".pth")) else "sniff"
+        _scan_one(out, opener, info.file_size, base, label, member_policy, depth)
 
 
-# What TorchScript code (an archive's code/*.py, compiled by torch.jit.load) may call that reaches outside
-# the model: (pattern, severity, what it does). Custom operator namespaces need native code loaded first.
-_TORCHSCRIPT_CALLS = (
-    (re.compile(r"\btorch\.save\(|\bops\.aten\.save\b"), "unsafe", "torch.save: writes files when the model runs"),
-    (re.compile(r"\btorch\.from_file\(|\bops\.aten\.from_file\b"), "unsafe",
-     "torch.from_file: reads (and with shared=True writes) files when the model runs"),
-    (re.compile(r"\bops\.debugprims\.load_tensor\b"), "unsafe", "debugprims.load_tensor: reads files"),
-    (re.compile(r"\bops\.(c10d|_c10d_functional\w*|symm_mem|_dtensor)\."), "suspicious",
-     "distributed collectives: open network connections when the model runs"),
-)
-# operator namespaces torch itself registers for ordinary models (anything else is a custom operator)
-_TORCHSCRIPT_NAMESPACES = frozenset(("aten", "prim", "prims", "quantized", "_quantized", "quantization", "sparse",
-                                     "mkldnn", "mkl", "onednn", "mkldnn_prepacked", "profiler", "rngprims", "_native",
-                                     "inductor_prims", "onnx", "static_runtime"))
-_OPS_CALL = re.compile(r"\bops\.(\w+)\.(\w+)")
-CODE_LINE_MAX = 1 << 20  # longer source lines are scanned in pieces
-
-
-def _scan_torchscript_code(out: _Collector, zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> None:
-    """TorchScript source that torch.jit.load compiles and the model runs: calls that touch files, the
-    network, or custom native operators. Streamed line by line."""
-    files = out.meta.setdefault("torchscript_code_files", 0)
-    out.meta["torchscript_code_files"] = files + 1
-    seen: set = set()
+def _scan_one(out: _Collector, opener, size: int, base: str, label: str, policy: str, depth: int) -> None:
+    """One archive member: decide from its bytes (and, for ``torch``, its role) how a loader reads it, and scan it.
+    ``opener()`` gives a fresh file of its bytes each time."""
     try:
-        with zf.open(info) as fh:
-            for number, raw in enumerate(iter(lambda: fh.readline(CODE_LINE_MAX), b""), 1):
-                line = raw.decode("utf-8", "replace")
-                if "ops." not in line and "torch." not in line:
-                    continue
-                where = f"{label} line {number}"
-                for pattern, severity, what in _TORCHSCRIPT_CALLS:
-                    if pattern.search(line) and what not in seen:
-                        seen.add(what)
-                        out.finding(severity, f"TorchScript code calls {what}", where)
-                for m in _OPS_CALL.finditer(line):
-                    namespace = m.group(1)
-                    if namespace not in _TORCHSCRIPT_NAMESPACES and namespace not in seen and not any(
-                            p.search(m.group(0)) for p, _, _ in _TORCHSCRIPT_CALLS):
-                        seen.add(namespace)
-                        out.finding("suspicious", f"TorchScript code calls custom operator ops.{namespace}."
-                                    f"{m.group(2)} (native code loaded outside the archive)", where)
+        with opener() as fh:
+            kind = _member_kind(fh.read(64), base, policy)
+        if kind is not None and kind.startswith("probe:"):
+            with opener() as fh:
+                kind = _probed_member_kind(fh, kind[6:])
+        if kind is None:
+            return
+        with opener() as fh:
+            _scan_member(out, fh, size, kind, label, depth)
+    except _Halt as exc:
+        out.finding("unknown", f"scan stopped: {exc}", label)
+    except (_Corrupt, *ZIP_ERRORS) as exc:
+        _broken(out, f"cannot read archive member: {exc}", label)
+        return
+    scanned = out.meta.setdefault("pickle_members", [])
+    if len(scanned) < 1000:
+        scanned.append(label)
+
+
+def _scan_torchscript_code(out: _Collector, opener, label: str) -> None:
+    """TorchScript source that torch.jit.load compiles and the model runs (convert.torchscript_scan)."""
+    from .torchscript_scan import CodeError, scan
+
+    out.meta["torchscript_code_files"] = out.meta.get("torchscript_code_files", 0) + 1
+    try:
+        with opener() as fh:
+            calls = scan(fh)
+    except CodeError as exc:
+        out.finding("unknown", str(exc), label)
+        return
     except ZIP_ERRORS as exc:
         _broken(out, f"cannot read TorchScript code: {exc}", label)
+        return
+    for call in calls:
+        out.finding(call.severity, call.what, f"{label} line {call.line}")
 
 
-def _export_pickled(zf: zipfile.ZipFile) -> set[str]:
-    """Members a torch.export archive's weight/constant configs say are pickled."""
-    found = set()
-    for name in zf.namelist():
-        if not (name.endswith("_config.json") and "/data/" in f"/{name}"):
-            continue
-        try:
-            with zf.open(name) as fh:
-                config = json.loads(fh.read(16 << 20)).get("config", {})
-        except (AttributeError, *ZIP_ERRORS):
-            continue
-        folder = name.rsplit("/", 1)[0]
-        for entry in config.values() if isinstance(config, dict) else ():
-            if isinstance(entry, dict) and entry.get("use_pickle") and isinstance(entry.get("path_name"), str):
-                found.add(f"{folder}/{entry['path_name']}")
-    return found
+def _export_roles(out: _Collector, zf: zipfile.ZipFile, prefix: str) -> dict:
+    """How torch.export.load reads each member; config entries the plan cannot account for make the scan unknown."""
+    from . import rawzip
+    from .pt2_members import CONFIG_MAX, plan
+
+    def read(info):
+        with rawzip.open_member(zf, info) as fh:
+            return fh.read(CONFIG_MAX + 1)
+
+    found = plan(zf, read)
+    for where, why in found.problems:
+        out.finding("unknown", why, f"{prefix} > {where}" if prefix else where)
+    out.meta["pt2_pickled_members"] = sum(1 for r in found.roles.values() if r == "pickle")
+    return found.roles
 
 
 def _member_kind(head: bytes, base: str, policy: str) -> str | None:
     """How to scan one member, from its first bytes (and its name where the bytes cannot tell)."""
     if head.startswith(b"PK\x03\x04"):
         return "zip"
+    if head.startswith(_SEVENZIP_MAGIC):
+        return "7z"
     if head.startswith(_TORCH_MAGIC_PICKLE):
         return "torch-legacy"
     if head.startswith(b"\x93NUMPY"):
@@ -1680,14 +1683,13 @@ def _member_kind(head: bytes, base: str, policy: str) -> str | None:
     compression = sniff_compression(head)
     if compression:  # a compressed joblib file under any name: confirmed by what it decompresses to
         return f"joblib:{compression}" if named else f"probe:{compression}"
-    if head[:1] and head[0] in _OPCODES:
-        return "pickle" if named else "probe:text"  # protocol 0/1 has no header: confirmed by walking it
+    if may_start_pickle(head):
+        return "pickle" if named else "probe:text"  # no header: confirmed by walking it
     return None
 
 
 _PROBE_HEAD = 4096  # decompressed bytes looked at to tell a compressed pickle from other compressed data
 _PROBE_TEXT = 1 << 20  # bytes of a headerless candidate walked (as detect() does for files on disk)
-_TEXT_PICKLE_FIRST = frozenset(b"(}])NIJKLMFGSTUVXcdlPtp\x88\x89")  # opcodes a protocol 0/1 pickle starts with
 
 
 def _probed_member_kind(fh, what: str) -> str | None:
@@ -1696,7 +1698,7 @@ def _probed_member_kind(fh, what: str) -> str | None:
     as a protocol 0/1 pickle, else None. Never runs anything; a decompressor error means "not this"."""
     if what == "text":
         prefix = fh.read(_PROBE_TEXT)
-        if not prefix or prefix[0] not in _TEXT_PICKLE_FIRST:
+        if not may_start_pickle(prefix):
             return None
         return "pickle" if probe(prefix, complete=len(prefix) < _PROBE_TEXT, strict=True)[0] == "pickle" else None
     try:
@@ -1728,6 +1730,41 @@ def _scan_nested_zip(out: _Collector, fh, size, prefix: str = "", compression=No
         if not prefix and _zip_format(names) == "torchscript":
             out.context = "torchscript"
         _scan_zip(out, zf, _zip_policy(names), prefix, depth + (1 if prefix else 0))
+
+
+def _scan_7z(out: _Collector, fh, size, prefix: str = "", compression=None, depth: int = 0) -> None:
+    """A 7-Zip archive: every member, by content, as for a plain zip (convert.sevenzip decompresses them)."""
+    from .sevenzip import SevenZipError, walk
+
+    if depth >= ZIP_DEPTH:
+        out.finding("unknown", f"archive nested more than {ZIP_DEPTH} deep was not scanned", prefix)
+        return
+
+    def visit(name: str, member_size: int, spool) -> None:
+        label = f"{prefix} > {name}" if prefix else name
+        for bad in risky_member_names([name]):
+            out.finding("suspicious", f"archive member path escapes the archive: {bad!r}", label)
+        _scan_one(out, lambda: _Borrowed(spool), member_size, name.rsplit("/", 1)[-1], label, "sniff",
+                  depth + (1 if prefix else 0))
+
+    try:
+        walk(fh, visit)
+    except SevenZipError as exc:
+        out.finding("unknown", f"{exc}; not scanned", prefix or "7-Zip archive")
+
+
+class _Borrowed:
+    """A file handed out again and again, from its start, and never closed by whoever borrows it."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def __enter__(self):
+        self.fh.seek(0)
+        return self.fh
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _zip_format(names) -> str:
@@ -1830,22 +1867,36 @@ def scan_crlf_restored(path) -> PickleScan:
     return _result(out)
 
 
+def may_start_pickle(head: bytes) -> bool:
+    """Whether ``pickle.load`` would start reading these bytes at all: the first byte is an opcode. (No header
+    is needed: protocol 0/1 pickles, and any stream without PROTO, start with whatever opcode they like.)"""
+    return bool(head) and head[0] in _OPCODES
+
+
 def probe(data: bytes, complete: bool, strict: bool = False) -> tuple[str, int | None]:
     """Does ``data``, the start of a file, read as a pickle? ``("pickle", protocol)`` when the walk reaches
-    STOP or stays valid to where ``data`` ends (``complete``: it is the whole file), else ``("invalid",
-    None)``. ``strict``, for headerless protocol 0/1 candidates, also wants substance: a STOP, or 64 valid
-    bytes before the data runs out."""
+    STOP or stays valid to where ``data`` ends (``complete``: it is the whole file), or when it breaks only after
+    doing what a loader would act on: importing a name the policy knows (one it calls safe or unsafe) or calling an
+    imported global (a pickle.load of it has run code by then). Else ``("invalid", None)``. ``strict``, for
+    headerless candidates, also wants substance: one of those, a STOP, or 64 valid bytes before the data runs out."""
     machine = _Machine(_Collector())
     try:
         machine.run(_Source.of_bytes(data), "probe")
     except _Truncated as exc:
-        if complete and strict or strict and exc.at < 64:
+        if strict and (complete or exc.at < 64) and not _acted(machine.out):
             return "invalid", None
     except _Corrupt:
-        return "invalid", None
+        if not _acted(machine.out):
+            return "invalid", None
     except _Halt:
         pass
     return "pickle", machine.protocol
+
+
+def _acted(out: _Collector) -> bool:
+    """A walk that imported a name the policy knows, or called something after importing, read a real pickle
+    (text that merely starts like one imports made-up names and breaks before any call)."""
+    return any(r.verdict != "suspicious" for r in out.refs.values()) or bool(out.refs and out.calls)
 
 
 def scan_file(path, detection=None) -> PickleScan:
@@ -1873,12 +1924,12 @@ def scan_file(path, detection=None) -> PickleScan:
 
 # container kind -> scanner(out, file, size, prefix, compression, depth)
 _CONTAINERS = {"zip": _scan_nested_zip, "torch-legacy": _scan_torch_legacy, "npy": _scan_npy,
-               "pickle": _scan_pickle, "joblib": _scan_pickle}
+               "pickle": _scan_pickle, "joblib": _scan_pickle, "7z": _scan_7z}
 
 _FORMAT_KIND = {
     "pickle": "pickle", "joblib": "pickle", "torch-legacy": "torch-legacy", "npy": "npy",
     "torch-zip": "zip", "torchscript": "zip", "torch-export": "zip", "zip": "zip", "npz": "zip",
-    "keras": "zip", "skops": "zip",
+    "keras": "zip", "skops": "zip", "7z": "7z",
 }
 
 
@@ -1903,6 +1954,8 @@ def _dispatch(out: _Collector, fh, size, kind: str) -> None:
 def _kind_from_head(head: bytes) -> str:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
+    if head.startswith(_SEVENZIP_MAGIC):
+        return "7z"
     if head.startswith(_TORCH_MAGIC_PICKLE):
         return "torch-legacy"
     if head.startswith(b"\x93NUMPY"):
