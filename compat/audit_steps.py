@@ -237,7 +237,7 @@ def warm(artifact, step: str):
 def steps(artifact, trust: bool):
     """(step, outcome dict) for load, convert and check, in order."""
     corrupt = artifact.details.get("corrupt")
-    if corrupt:
+    if corrupt and not (artifact.safety == "unsafe" and not trust):  # a payload in a broken stream: refused, first
         cause = artifact.details.get("corrupt_cause")
         yield "load", _outcome("failed", f"corrupt: {cause or corrupt}", "corrupt")
         yield from _not_reached("not loaded")

@@ -116,6 +116,8 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from convert.pickle_policy import RULE
+
     parser = _Parser(prog="modelport", description=DESCRIPTION, epilog=EPILOG, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"modelport {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -125,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "Read a model file's bytes and say what it is: format, framework, the versions that "
                            "wrote it, and for pickles every global that unpickling would import, with a verdict "
                            "(safe / suspicious / unsafe / unknown). Never runs the file's code."),
-                       epilog="examples:\n  modelport inspect model.joblib\n  modelport inspect models/*.pkl --json")
+                       epilog="examples:\n  modelport inspect model.joblib\n  modelport inspect models/*.pkl --json\n\n"
+                              f"{RULE}\n\nexit codes: 0 no unsafe file, 1 an unsafe file, 2 bad input")
     p.add_argument("paths", nargs="+", metavar="PATH", help="model file(s) or SavedModel directories")
     p.add_argument("--json", action="store_true", help="print JSON (schema modelport.inspect/1) instead of text")
     p.set_defaults(func=cmd_inspect)

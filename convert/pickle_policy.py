@@ -13,7 +13,9 @@ The rule, in order (the first that applies decides):
 6. ``unsafe`` when it belongs to the Python standard library (``sys.stdlib_module_names``, the Python 2 names pickle
    maps, stdlib modules of other Python versions), to a framework's own packages (torch, tensorflow, keras, tf_keras,
    numpy, scipy, sklearn, joblib) or to a network/process client library, or reaches one of those through an
-   attribute: no benign model file holds it, and these packages hold the published gadgets.
+   attribute: no benign model file holds it, and these packages hold the published gadgets. (pandas is not a
+   framework here: its data structures sit in benign files under private paths that changed release by release;
+   its entry points that read files or evaluate expressions are explicit rules.)
 7. ``suspicious`` otherwise: a class of the project that saved the file (``__main__.Net``, ``mypkg.layers.X``).
 
 ``unknown`` is never a verdict on a name; it is what a scan that cannot read a stream to its end says.
