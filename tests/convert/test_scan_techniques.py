@@ -1326,3 +1326,36 @@ def test_benign_7z_and_quantized_torchscript_stay_safe(tmp_path, fitted_models):
     artifact = convert.inspect(scripted)
     assert artifact.safety == "safe", [f.what for f in artifact.findings]
     assert artifact.details["pickle_scan"]["torchscript_code_files"] >= 1
+
+
+def _onnx_pickle_polyglot(d, c):
+    """A valid ONNX model (onnx.load reads it; fields may come in any order) whose first fields, model_version and
+    doc_string, are also pickle opcodes: MARK, NONE, DUP, BINPUT, then the doc string runs a payload to STOP."""
+    onnx = pytest.importorskip("onnx")
+    body = b"\x00" + b"01" + b"cos\nsystem\n(S'" + c.command.encode() + b"'\ntR."  # BINPUT's key, POP, POP_MARK, call
+    assert len(body) <= 0x71
+    head = b"\x28\x4e" + b"\x32\x71" + body.ljust(0x71, b" ")  # field 5 = 78; field 6, 113 bytes
+    data = head + tiny_onnx(d / "plain.onnx").read_bytes()
+    assert onnx.load_from_string(data).model_version == 78
+    return write(d / "model.onnx", data)
+
+
+def test_a_file_of_another_format_that_is_also_a_pickle_is_scanned_as_one(tmp_path, canary):
+    """Detection by content says ONNX, and ONNX holds no pickle; but the same bytes are a pickle that runs a
+    command, for whoever unpickles the file by its name. Live control first, in another process."""
+    from compat.cli import main
+
+    control = Canary(tmp_path / "control")
+    sample = _onnx_pickle_polyglot(tmp_path / "c", control) if (tmp_path / "c").mkdir() is None else None
+    subprocess.run([sys.executable, "-c", "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))", str(sample)],
+                   capture_output=True, timeout=120)
+    assert control.fired()
+    (tmp_path / "s").mkdir()
+    path = _onnx_pickle_polyglot(tmp_path / "s", canary)
+    artifact = convert.inspect(path)
+    assert artifact.format == "onnx"
+    assert artifact.safety == "unsafe", [f.what for f in artifact.findings]
+    assert {g.qualname: g.verdict for g in artifact.globals}["os.system"] == "unsafe"
+    assert any("also read as a pickle" in f.what for f in artifact.findings)
+    assert main(["inspect", str(path)]) == 1
+    assert convert.inspect(tiny_onnx(tmp_path / "plain.onnx")).safety == "safe"
