@@ -1359,3 +1359,23 @@ def test_a_file_of_another_format_that_is_also_a_pickle_is_scanned_as_one(tmp_pa
     assert any("also read as a pickle" in f.what for f in artifact.findings)
     assert main(["inspect", str(path)]) == 1
     assert convert.inspect(tiny_onnx(tmp_path / "plain.onnx")).safety == "safe"
+
+
+def test_unsafe_archives_without_unsafe_globals_are_refused_before_torch_loads_them(tmp_path, canary):
+    """A TorchScript archive whose code writes files, and a .pt2 holding native code, import no unsafe global: the
+    verdict itself refuses them (exit 1), before torch.jit.load compiles the code or torch.export.load opens it."""
+    if torch is None:
+        pytest.skip("torch is not installed")
+    from compat.cli import main
+
+    for n, build in enumerate((_scripted_code(b"torch . save (x, target)"), _pt2_aoti)):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        path = build(folder, canary)
+        artifact = convert.inspect(path)
+        assert artifact.safety == "unsafe" and not any(g.verdict == "unsafe" for g in artifact.globals)
+        with pytest.raises(convert.UnsafeArtifactError):
+            convert.load(artifact)
+        assert main(["convert", str(path), "-o", str(tmp_path / "out.onnx")]) == 1
+        assert main(["check", str(path), str(tiny_onnx(tmp_path / "any.onnx"))]) == 1
+    assert not (tmp_path / "out.onnx").exists()
