@@ -28,7 +28,8 @@ ONNX_LOAD_MAX = 64 << 20  # ONNX files up to this size are also parsed with onnx
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SUPPORTED = ("modelport reads pickle/joblib, torch (.pt zip or legacy), TorchScript, torch.export .pt2, "
-             "SavedModel folders, Keras .keras/.h5, ONNX, skops, safetensors and numpy files")
+             "SavedModel folders, Keras .keras/.h5, ONNX, skops, safetensors and numpy files (and scans zip and 7-Zip "
+             "archives of them)")
 
 
 @dataclass(frozen=True)

@@ -1570,6 +1570,7 @@ def _scan_zip(out: _Collector, zf: zipfile.ZipFile, policy: str, prefix: str = "
     from . import rawzip
 
     infos = zf.infolist()
+    out.meta.setdefault("pickle_members", [])
     for bad in risky_member_names(i.filename for i in infos):
         out.finding("suspicious", f"archive member path escapes the archive: {bad!r}", prefix)
     roles = _export_roles(out, zf, prefix) if policy == "export" else {}
@@ -1587,9 +1588,13 @@ def _scan_zip(out: _Collector, zf: zipfile.ZipFile, policy: str, prefix: str = "
             out.finding("suspicious", f"archive member {what}: Python's zipfile refuses it; scanned from its raw bytes, "
                         "as a reader that ignores this sees them (torch does, for a wrong CRC or local name)", label)
 
-        def opener(info=info, label=label):
-            return rawzip.open_member(zf, info, lambda what: out.finding(
-                "unknown", f"archive member {what} (corrupt or tampered); scanned as torch reads it", label))
+        def opener(info=info, label=label, heard=set()):  # noqa: B006 -- one set per member: each anomaly once
+            def report(what):
+                if what not in heard:
+                    heard.add(what)
+                    out.finding("unknown", f"archive member {what} (corrupt or tampered); scanned as torch reads it",
+                                label)
+            return rawzip.open_member(zf, info, report)
 
         base = name.rsplit("/", 1)[-1]
         if policy == "torch" and base.endswith(".py") and "/code/" in f"/{name}":
