@@ -4,12 +4,16 @@ another process creates its canary file, while nothing here ever creates the can
 
 Read the ids of ``TECHNIQUES`` as the checklist: ``streams/…``, ``compressed/…``, ``torch/…``,
 ``torchscript/…``, ``numpy/…``, ``zip/…``, ``opcode/…``, ``dotted/…``, ``alias/…``, ``callable/…``,
-``nested/…``, ``partial/…``, ``keras/…``, ``savedmodel/…``. Techniques whose long variants already live in
+``nested/…``, ``partial/…``, ``keras/…``, ``savedmodel/…``, and for issue 12's scanner items ``pt2/…`` (every
+member torch.export.load unpickles), ``torchscript/code-…`` (calls read by tokens), ``headerless/…`` and ``7z/…``
+(never skipped), ``zipraw/…`` (members read as torch reads them), ``frame/…`` (parser divergence) and ``rule/…``
+(names off the allowlist, by the written rule). Techniques whose long variants already live in
 test_pickles.py (every protocol, every memo opcode, damaged streams, ...) appear here once, cheaply.
 
 Three tests run over the table:
 
-- ``test_technique_is_caught``: the verdict (exact) and the global or finding that earns it;
+- ``test_technique_is_caught``: the verdict (exact), the global or finding that earns it, and the exit code of
+  ``modelport inspect``;
 - ``test_payload_is_live``: the same technique built against a control canary and loaded for real by the
   loader its format invites (pickle.load, joblib.load, torch.load, np.load, torch.jit.load and a call,
   keras ``safe_mode=False``, tf.saved_model.load and a call). Rows without a live loader say why in
