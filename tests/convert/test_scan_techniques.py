@@ -1308,9 +1308,10 @@ def test_zip_members_read_raw_equal_what_zipfile_reads(tmp_path):
         assert heard == ["has a CRC that does not match its bytes"]
 
 
-def test_benign_7z_and_quantized_torchscript_stay_safe(tmp_path, fitted_models):
+def test_benign_7z_and_quantized_or_recurrent_torchscript_stay_safe(tmp_path, fitted_models):
     """7-Zip archives of ordinary files scan safe (and say what they hold); a quantized TorchScript model, whose code
-    uses torch's own packed-parameter classes and quantized operators, is no custom code."""
+    uses torch's own packed-parameter classes and quantized operators, is no custom code; a scripted LSTM's pickles
+    name TorchScript's own list builders (torch.jit._pickle), which its C++ unpickler resolves itself."""
     py7zr = pytest.importorskip("py7zr", reason="7-Zip archives are read with py7zr, not installed here")
     path = tmp_path / "release.7z"
     with py7zr.SevenZipFile(path, "w") as archive:
@@ -1325,11 +1326,12 @@ def test_benign_7z_and_quantized_torchscript_stay_safe(tmp_path, fitted_models):
         pytest.skip("torch is not installed")
     model = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()),
                                                    {torch.nn.Linear}, dtype=torch.qint8)
-    scripted = tmp_path / "quantized.pt"
-    torch.jit.save(torch.jit.script(model), scripted)
-    artifact = convert.inspect(scripted)
-    assert artifact.safety == "safe", [f.what for f in artifact.findings]
-    assert artifact.details["pickle_scan"]["torchscript_code_files"] >= 1
+    for label, module in (("quantized", model), ("lstm", torch.nn.LSTM(3, 4, num_layers=2))):
+        scripted = tmp_path / f"{label}.pt"
+        torch.jit.save(torch.jit.script(module), scripted)
+        artifact = convert.inspect(scripted)
+        assert artifact.safety == "safe", (label, [f.what for f in artifact.findings])
+        assert artifact.details["pickle_scan"]["torchscript_code_files"] >= 1
 
 
 def _onnx_pickle_polyglot(d, c):
