@@ -53,7 +53,7 @@ class Artifact:
 
     ``format`` names the container (``pickle``, ``joblib``, ``torch-zip``, ``torch-legacy``, ``torchscript``,
     ``torch-export``, ``savedmodel``, ``keras``, ``keras-h5``, ``hdf5``, ``onnx``, ``skops``, ``safetensors``,
-    ``npy``, ``npz``, ``zip``); ``framework`` the library that wrote it, when the bytes say
+    ``npy``, ``npz``, ``zip``, ``7z``); ``framework`` the library that wrote it, when the bytes say
     (``sklearn``, ``torch``, ``tensorflow``, ``keras``, ``onnx``, ...).
     """
 
@@ -113,7 +113,7 @@ def worst(verdicts) -> str:
 # ---------------------------------------------------------------------------------------------- inspect
 
 PICKLE_FORMATS = frozenset(("pickle", "joblib", "torch-zip", "torch-legacy", "torchscript", "torch-export", "npy",
-                            "npz", "zip", "skops", "keras"))
+                            "npz", "zip", "skops", "keras", "7z"))
 
 # top-level module of the globals -> framework, most specific first (a sklearn Pipeline holding numpy arrays
 # is sklearn; a dict of arrays is numpy)
@@ -171,6 +171,15 @@ def inspect(path) -> Artifact:
         details["pickle_scan"] = dict(scan.metadata, streams=scan.streams)
         if cause:
             findings.append(Finding(cause, "unknown", "whole file"))
+    if scan is None and path.is_file():
+        also = _also_a_pickle(path)
+        if also is not None:  # a polyglot: valid as its format and as a pickle a loader may unpickle by name
+            globals_ = also.globals
+            findings.append(Finding(f"the bytes of this {fmt} file also read as a pickle: a loader that unpickles it "
+                                    "(by its name) would run what follows", "suspicious", "whole file"))
+            findings.extend(also.findings)
+            verdicts.extend(["suspicious", also.verdict])
+            details["pickle_scan"] = dict(also.metadata, streams=also.streams)
     if fmt == "skops":
         skops_refs = _skops_globals(details.get("types", ()))
         globals_ = tuple(sorted(set(globals_) | set(skops_refs), key=lambda g: (g.module, g.name)))
@@ -195,6 +204,20 @@ def inspect(path) -> Artifact:
         globals=globals_,
         details=details,
     )
+
+
+def _also_a_pickle(path: Path):
+    """The scan of a file of another format whose bytes also walk as a pickle that imports or calls something
+    (the walk the detector gives headerless pickles), else None. Most formats fail on their first byte."""
+    from .detect import PREFIX, Detection
+    from .pickles import may_start_pickle, probe, scan_file
+
+    with open(path, "rb") as fh:
+        prefix = fh.read(PREFIX)
+    if not may_start_pickle(prefix) or probe(prefix, complete=len(prefix) < PREFIX, strict=True)[0] != "pickle":
+        return None
+    scan = scan_file(path, Detection("pickle"))
+    return scan if scan.verdict in ("unsafe", "suspicious") else None  # a benign-looking walk changes nothing
 
 
 def _digest(path: Path) -> tuple[int, str]:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from .errors import BadInputError
 from .pickles import ZIP_ERRORS
+from .sevenzip import MAGIC as SEVENZIP_MAGIC
 
 FORMATS = ("pickle", "joblib", "torch-zip", "torch-legacy", "torchscript", "torch-export", "savedmodel", "keras",
-           "keras-h5", "hdf5", "onnx", "skops", "safetensors", "npy", "npz", "zip")
+           "keras-h5", "hdf5", "onnx", "skops", "safetensors", "npy", "npz", "zip", "7z")
 
 HEAD = 4096  # bytes every sniffer sees
 PREFIX = 1 << 20  # bytes read when a format has to be confirmed by walking or searching
@@ -27,7 +28,8 @@ ONNX_LOAD_MAX = 64 << 20  # ONNX files up to this size are also parsed with onnx
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SUPPORTED = ("modelport reads pickle/joblib, torch (.pt zip or legacy), TorchScript, torch.export .pt2, "
-             "SavedModel folders, Keras .keras/.h5, ONNX, skops, safetensors and numpy files")
+             "SavedModel folders, Keras .keras/.h5, ONNX, skops, safetensors and numpy files (and scans zip and 7-Zip "
+             "archives of them)")
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,18 @@ _ZIP_DETAILS = {"torch-zip": _torch_details, "torchscript": _torch_details, "tor
                 "keras": _keras_details, "skops": _skops_details, "npz": _npz_details}
 
 
+def _sevenzip(path: Path, head: bytes, size: int) -> Detection:
+    """A 7-Zip archive: its member list when py7zr can read the header (the scan reads the members)."""
+    from .sevenzip import SevenZipError, names
+
+    try:
+        with open(path, "rb") as fh:
+            members = names(fh)
+    except SevenZipError as exc:
+        return Detection("7z", None, None, {"note": str(exc)})
+    return Detection("7z", None, None, {"members": len(members), "member_names": members[:200]})
+
+
 # ----------------------------------------------------------------------------------- hdf5 / numpy
 
 
@@ -594,10 +608,11 @@ def _is_any(head: bytes, size: int) -> bool:
 
 
 def _text_pickle(path: Path, head: bytes, size: int) -> Detection | None:
-    """Protocol 0/1 pickles have no header: confirmed by walking opcodes (never executing them)."""
-    from .pickles import probe
+    """Pickles without a PROTO header (protocol 0/1, or any stream that starts with another opcode): whatever
+    their first opcode, confirmed by walking opcodes (never executing them)."""
+    from .pickles import may_start_pickle, probe
 
-    if head[0] not in b"(}])NIJKLMFGSTUVXcdlPtp\x88\x89":
+    if not may_start_pickle(head):
         return None
     with open(path, "rb") as fh:
         prefix = fh.read(PREFIX)
@@ -802,9 +817,10 @@ def _as_text(head: bytes) -> str | None:
     return text if text and printable / len(text) > 0.95 else None
 
 
-# Order matters: specific signatures first; protocol 0/1 pickles (no header) are walked last.
+# Order matters: specific signatures first; pickles without a header are walked last.
 _SNIFFERS = (
     (lambda head, size: head.startswith((b"PK\x03\x04", b"PK\x05\x06")), _zip),
+    (lambda head, size: head.startswith(SEVENZIP_MAGIC), _sevenzip),
     (_is_hdf5, _hdf5),
     (lambda head, size: head.startswith(b"\x93NUMPY"), _npy),
     (_is_safetensors, _safetensors),

@@ -25,14 +25,12 @@ import re
 import struct
 import zipfile
 import zlib
-from functools import lru_cache
 from pathlib import Path
 
-import _compat_pickle
-
 from .artifact import Finding, GlobalRef, PickleScan, worst
-
-ALLOWLIST_PATH = Path(__file__).with_name("pickle_allowlist.json")
+from .pickle_policy import ALLOWLIST_PATH, classify_global, is_allowed  # noqa: F401 -- the public face
+from .pickle_policy import canonical, rules, verdict
+from .sevenzip import MAGIC as _SEVENZIP_MAGIC
 
 CHUNK = 1 << 20  # bytes read from the file at a time
 LOOK = 300  # lookahead kept in the buffer, so any one-byte-length argument is already there
@@ -71,117 +69,6 @@ _KEEP_KEYS = frozenset(
     ("_sklearn_version", "subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes",
      "filename")
 )
-
-
-# --------------------------------------------------------------------------------------------- rules
-
-
-class _Rules:
-    """The allowlist file, loaded once: exact safe pairs, unsafe modules/names, per-context prefixes."""
-
-    def __init__(self, data: dict):
-        self.safe = frozenset((m, n) for m, names in data.get("safe", {}).items() for n in names)
-        self.estimators = frozenset(tuple(e) for e in data.get("estimators", ()))
-        unsafe = data.get("unsafe", {})
-        self.aliases = dict(unsafe.get("aliases", {}))
-        self.unsafe_modules = dict(unsafe.get("modules", {}))
-        self.unsafe_names = {(m, n): why for m, n, why in unsafe.get("names", ())}
-        self.never_safe = {(m, n): why for m, n, why in unsafe.get("never_safe", ())}
-        # last name parts that spell a dangerous callable under any module (``tarfile.bltn_open``,
-        # ``random._os.system``, ``gzip.open``): unsafe unless the exact pair is on the allowlist
-        self.leaf_names = {n: why for n, why in unsafe.get("leaf_names", ())}
-        # suspicious on their own, safe in a file where the scan saw them used harmlessly
-        self.conditional = {(m, n): why for m, n, why in unsafe.get("conditional", ())}
-        self.contexts = {k: tuple(v.get("module_prefixes", ())) for k, v in data.get("contexts", {}).items()}
-        self.sources = data.get("sources", {})
-
-
-@lru_cache(maxsize=1)
-def _rules() -> _Rules:
-    return _Rules(json.loads(ALLOWLIST_PATH.read_text(encoding="utf-8")))
-
-
-def _canonical(module: str, name: str) -> tuple[str, str]:
-    """The Python 3 spelling the unpickler itself resolves for protocols < 3 (``fix_imports``)."""
-    mapped = _compat_pickle.NAME_MAPPING.get((module, name))
-    if mapped:
-        return mapped
-    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
-
-
-def _module_candidates(module: str, name: str):
-    """(candidate module path, index in ``parts`` where it ends) for everything ``module.name`` may pass
-    through: the module's package prefixes (``os.path`` imports ``os``), the module followed by name
-    parts, and any run of name parts, since an attribute can be a module (``("pathlib", "os.system")``
-    reaches ``os.system``)."""
-    mparts, nparts = module.split("."), name.split(".")
-    parts = mparts + nparts
-    m = len(mparts)
-    for j in range(1, len(parts) + 1):
-        yield ".".join(parts[:j]), j
-    for i in range(m, len(parts)):
-        for j in range(i + 1, len(parts) + 1):
-            yield ".".join(parts[i:j]), j
-
-
-def _unsafe_reason(module: str, name: str, rules: _Rules) -> str | None:
-    """Why importing ``module.name`` can run code, or None."""
-    parts = module.split(".") + name.split(".")
-    for mod, j in _module_candidates(module, name):
-        mod = rules.aliases.get(mod, mod)
-        why = rules.unsafe_modules.get(mod)
-        if why is not None:
-            return f"{mod} {why}"
-        if j < len(parts):
-            why = rules.unsafe_names.get((mod, parts[j]))
-            if why is not None:
-                return f"{mod}.{parts[j]} {why}"
-    for part in name.split("."):  # a module kept under a private name: ``argparse._os``, ``collections._sys``
-        bare = part.lstrip("_")
-        if bare != part:
-            bare = rules.aliases.get(bare, bare)
-            why = rules.unsafe_modules.get(bare)
-            if why is not None:
-                return f"{part} (the {bare} module) {why}"
-    return None
-
-
-@lru_cache(maxsize=1 << 16)
-def _verdict(module: str, name: str, context: str = "") -> tuple[str, str]:
-    """(verdict, reason) for one global. Unsafe rules win over the allowlist."""
-    rules = _rules()
-    pairs = {(module, name), _canonical(module, name)}
-    for m, n in pairs:
-        why = _unsafe_reason(m, n, rules)
-        if why:
-            return "unsafe", why
-    for m, n in pairs:
-        why = rules.never_safe.get((rules.aliases.get(m, m), n))
-        if why:
-            return "suspicious", why
-    if pairs & rules.safe:
-        return "safe", ""
-    for prefix in rules.contexts.get(context, ()):
-        if (module + ".").startswith(prefix):
-            return "safe", f"{context} class"
-    leaf = name.rsplit(".", 1)[-1]
-    why = rules.leaf_names.get(leaf)
-    if why is not None:
-        return "unsafe", f"{leaf} {why} (a dangerous callable's name, under a module the allowlist does not vouch for)"
-    return "suspicious", "not on the allowlist"
-
-
-def classify_global(module: str, name: str) -> str:
-    """``safe`` | ``suspicious`` | ``unsafe`` for a global ``module.name`` a pickle would import."""
-    return _verdict(module, name)[0]
-
-
-def is_allowed(module: str, name: str) -> bool:
-    """True when an unpickler may resolve ``module.name`` (meant for a restricted ``find_class``). Conditional
-    entries (functools.partial) are allowed: whatever they wrap goes through find_class as well."""
-    if type(module) is not str or type(name) is not str:
-        return False
-    return _verdict(module, name)[0] == "safe" or _canonical(module, name) in _rules().conditional
 
 
 # -------------------------------------------------------------------------------- errors and values
@@ -267,7 +154,7 @@ _WRAPPER_KINDS = ("wrapper", "ndwrapper", "wrapper?")
 
 
 def _kind_of(module: str, name: str) -> str:
-    cm, cn = _canonical(module, name)
+    cm, cn = canonical(module, name)
     kind = _KIND_BY_PATH.get(f"{cm}.{cn}", "")
     if not kind and cn.rsplit(".", 1)[-1] in _WRAPPER_NAMES:
         kind = "wrapper?"  # an array wrapper under a spelling the scan does not follow: fail closed
@@ -287,7 +174,7 @@ class _Source:
     """A forward-only buffered reader. The machine borrows ``buf``/``pos`` for its hot loop and hands
     them back before anything else reads."""
 
-    __slots__ = ("f", "buf", "pos", "base", "eof", "size", "_scratch", "_padded", "_padded_for")
+    __slots__ = ("f", "buf", "pos", "base", "eof", "size", "fence", "_scratch", "_padded", "_padded_for")
 
     def __init__(self, f, size: int | None = None):
         self.f = f
@@ -296,19 +183,25 @@ class _Source:
         self.base = 0  # file offset of buf[0]
         self.eof = f is None
         self.size = size  # total length when known: lets skip() seek instead of reading
+        self.fence = -1  # file offset where the current pickle FRAME ends (-1: none open)
         self._scratch = None
         self._padded = self._padded_for = None
 
     def borrow(self):
         """(buffer, pos, base, n, lim) for the machine's loop. At the end of the data the buffer is padded,
-        so fixed-size argument reads never raise; the loop checks ``pos`` against ``n`` itself."""
+        so fixed-size argument reads never raise; the loop checks ``pos`` against ``n`` itself. ``lim`` also
+        stops the loop's fast path at an open frame's end, where the machine checks that an opcode ends there."""
         buf = self.buf
         n = len(buf)
         if not self.eof:
-            return buf, self.pos, self.base, n, n - LOOK
-        if self._padded_for is not buf:
-            self._padded, self._padded_for = buf + _PAD, buf
-        return self._padded, self.pos, self.base, n, n - 1
+            lim = n - LOOK
+        else:
+            if self._padded_for is not buf:
+                self._padded, self._padded_for = buf + _PAD, buf
+            buf, lim = self._padded, n - 1
+        if self.fence >= 0 and self.fence - self.base - 1 < lim:
+            lim = self.fence - self.base - 1
+        return buf, self.pos, self.base, n, lim
 
     @classmethod
     def of_bytes(cls, data) -> "_Source":
@@ -475,6 +368,8 @@ class _Collector:
         self.storages: dict = {}
         self.corrupt: str | None = None
         self.partial_wraps: set = set()  # what functools.partial objects wrap that is not an allowlisted global
+        self.jumps: list = []  # (end, at, where): joblib array bytes that a plain pickle.load reads as a constant
+        # ending at byte ``end``, in a stream whose length was not known then
 
     def finding(self, severity: str, what: str, where: str = "") -> None:
         if len(self.findings) < 1000:
@@ -534,7 +429,7 @@ class _Machine:
         memo: dict = {}
         mlen = 0
         mfree = MEMO_BUDGET
-        frame_end = -1
+        src.fence = -1
         binput = False
         I4, U4, U8, F8 = _I4, _U4, _U8, _F8
         src.fill(LOOK)
@@ -543,6 +438,8 @@ class _Machine:
             while True:
                 if pos > lim:
                     src.pos = pos
+                    if src.fence >= 0 and base + pos >= src.fence:
+                        self._frame_end(src, base + pos)
                     if pos >= n and src.eof:
                         what = "without STOP" if pos == n else "inside an argument"
                         raise _Truncated(f"ends {what} at byte {base + n}", base + n)
@@ -696,7 +593,7 @@ class _Machine:
                                 _apply_state(inst, state)
                                 if joblib:
                                     src.pos = pos
-                                    self._joblib_array(src, inst, frame_end)
+                                    self._joblib_array(src, inst)
                                     buf, pos, base, n, lim = src.borrow()
                                     stack[-1] = _ARRAY
                     elif t is _Ref:
@@ -773,10 +670,20 @@ class _Machine:
                 elif op == 0x95:  # FRAME
                     k = U8(buf, pos)[0]
                     pos += 8
-                    frame_end = base + pos + k
+                    if src.fence >= 0:
+                        self._diverge(f"a FRAME starts at byte {base + pos - 9}, before the frame open since then "
+                                      f"ends (byte {src.fence})", base + pos - 9)
+                    src.fence = base + pos + k
+                    if src.fence - base - 1 < lim:
+                        lim = src.fence - base - 1
                 elif op == 0x2E:  # STOP
                     value = stack.pop()
                     src.pos = pos
+                    if src.fence >= 0:
+                        if base + pos < src.fence:
+                            self._diverge(f"STOP at byte {base + pos - 1} inside a FRAME that declares "
+                                          f"{src.fence - base - pos} more bytes", base + pos - 1)
+                        src.fence = -1
                     if self.protocol is None:
                         self.protocol = 1 if binput else 0
                     return value
@@ -919,6 +826,21 @@ class _Machine:
         except (ValueError, OverflowError) as exc:
             raise _Corrupt(f"bad argument before byte {base + pos}: {exc}", base + pos) from None
 
+    # -- frames ------------------------------------------------------------------------------------
+
+    def _frame_end(self, src: _Source, at: int) -> None:
+        """The first opcode at or past an open frame's end starts at ``at``: it must start exactly there."""
+        if at > src.fence:
+            self._diverge(f"an opcode runs across the end of its FRAME (byte {src.fence}) up to byte {at}", src.fence)
+        src.fence = -1
+
+    def _diverge(self, what: str, at: int) -> None:
+        """Frames that do not match the opcodes: pickle's C unpickler ignores frame bounds, Python's unpickler
+        (which joblib.load uses) enforces them and reads the rest from elsewhere. Two loaders, two readings."""
+        self.out.meta["frame_mismatches"] = self.out.meta.get("frame_mismatches", 0) + 1
+        self._note("unsafe", f"parser divergence: {what}; pickle.load and joblib.load would read different "
+                   "opcodes from here", at)
+
     # -- text protocol (0/1) opcodes ---------------------------------------------------------------
 
     def _text_op(self, op: int, src: _Source, stack: list, memo: dict, mlen: int):
@@ -1022,9 +944,9 @@ class _Machine:
         if ref is None:
             if self.probe and not (_IDENT_PATH.match(module) and _IDENT_PATH.match(name)):
                 raise _Corrupt("not a module path", at)
-            verdict, why = _verdict(module, name, out.context)
+            verdict_, why = verdict(module, name, out.context)
             where = f"{label} @ byte {at}" if label else self._where(at)
-            ref = _Ref(module, name, _kind_of(module, name), verdict, why, where)
+            ref = _Ref(module, name, _kind_of(module, name), verdict_, why, where)
             out.refs[key] = ref
         ref.count += 1
         return ref
@@ -1147,7 +1069,7 @@ class _Machine:
 
     # -- joblib arrays -----------------------------------------------------------------------------
 
-    def _joblib_array(self, src: _Source, inst: _Obj, frame_end: int) -> None:
+    def _joblib_array(self, src: _Source, inst: _Obj) -> None:
         """Step over the raw array block joblib writes right after a wrapper's BUILD."""
         at = src.offset()
         out = self.out
@@ -1161,9 +1083,11 @@ class _Machine:
         if inst.kind != "wrapper":
             raise _Halt(f"an array wrapper under an unfamiliar name is rebuilt at byte {at}; joblib would read "
                         "raw bytes after it that the scan cannot size")
-        if frame_end > at:
+        if src.fence > at:
             raise _Halt(f"joblib array block inside a pickle frame at byte {at}: the loader would read it from "
                         "another place")
+        if src.fence >= 0:  # joblib ends the frame right before the block (the block is outside any frame)
+            self._frame_end(src, at)
         info = _dtype_info(attrs.get("dtype"))
         count = _element_count(attrs.get("shape"))
         if info is None or count is None:
@@ -1228,11 +1152,16 @@ class _Machine:
                 elif name not in _NO_PUSH:
                     recent = [recent[1], None]
         except ValueError as exc:
-            wanted = re.search(r"expected (\d+) bytes", str(exc))
+            wanted = re.search(r"expected (\d+) bytes.*only (\d+) remain", str(exc))
             if wanted is None and "no newline" not in str(exc):
                 return  # an invalid opcode or argument: a plain pickle.load fails there too
-            if wanted and (int(wanted.group(1)) > (left if left is not None else 1 << 40)):
-                return  # an argument longer than the rest of the file: so does a plain pickle.load
+            if wanted:  # an argument that ends at byte ``end``: past the end of the data, a plain pickle.load fails
+                end = at + len(window) - int(wanted.group(2)) + int(wanted.group(1))
+                if left is not None and end > at + left:
+                    return
+                if left is None:  # the size of a decompressed stream is known once it is read: decided then
+                    self.out.jumps.append((end, at, self._where(at)))
+                    return
             if len(window) < min(region, PROBE_WINDOW) + PROBE_TAIL:
                 return  # the file ends inside the window
         self._note("unknown", f"joblib array bytes at byte {at} parse as pickle opcodes that a plain pickle.load "
@@ -1404,6 +1333,7 @@ def _scan_streams(out: _Collector, src: _Source, prefix: str = "", limit: int | 
     values = []
     machine = _Machine(out)
     k = 0
+    jumps = len(out.jumps)
     while limit is None or k < limit:
         if src.at_end():
             if k == 0:
@@ -1432,7 +1362,19 @@ def _scan_streams(out: _Collector, src: _Source, prefix: str = "", limit: int | 
         out.streams += 1
         if k == 1 and machine.protocol is not None and "protocol" not in out.meta:
             out.meta["protocol"] = machine.protocol
+    _settle_jumps(out, src, jumps)
     return values
+
+
+def _settle_jumps(out: _Collector, src: _Source, since: int) -> None:
+    """Array bytes that a plain pickle.load would read as one long constant: harmless when the constant runs past
+    the end of the stream (the load fails there), else the plain reading goes on where the scan did not look."""
+    pending, out.jumps[since:] = out.jumps[since:], []
+    end = src.offset() if pending and src.at_end() else None
+    for target, at, where in pending:
+        if end is None or target <= end:
+            out.finding("unknown", f"joblib array bytes at byte {at} parse as pickle opcodes that a plain pickle.load "
+                        "would read differently; not followed", where)
 
 
 def _broken(out: _Collector, reason: str, where: str) -> None:
@@ -1622,113 +1564,120 @@ _PICKLE_NAMES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".sav", ".
 
 
 def _scan_zip(out: _Collector, zf: zipfile.ZipFile, policy: str, prefix: str = "", depth: int = 0) -> None:
-    """Archive members an unpickler would read. ``policy``: ``torch`` (members named *.pkl), ``export``
-    (torch.export: *.pt/*.pkl and weights its configs mark as pickled), ``sniff`` (any member, by content)."""
+    """Archive members an unpickler would read, read the way torch reads them (see convert.rawzip). ``policy``:
+    ``torch`` (members named *.pkl, and TorchScript code), ``export`` (what torch.export.load reads, see
+    convert.pt2_members), ``sniff`` (any member, by content)."""
+    from . import rawzip
+
     infos = zf.infolist()
-    scanned = out.meta.setdefault("pickle_members", [])
+    out.meta.setdefault("pickle_members", [])
     for bad in risky_member_names(i.filename for i in infos):
         out.finding("suspicious", f"archive member path escapes the archive: {bad!r}", prefix)
-    pickled = _export_pickled(zf) if policy == "export" else set()
+    roles = _export_roles(out, zf, prefix) if policy == "export" else {}
     for info in infos:
         name = info.filename
-        base = name.rsplit("/", 1)[-1]
         if info.is_dir():
-            continue
-        if policy == "torch" and base.endswith(".py") and "/code/" in f"/{name}":
-            _scan_torchscript_code(out, zf, info, f"{prefix} > {name}" if prefix else name)
-            continue
-        if policy == "torch" and not base.endswith((".pkl", ".debug_pkl")):
-            continue
-        if policy == "export" and not (base.endswith((".pkl", ".pt", ".pth")) or name in pickled):
             continue
         label = f"{prefix} > {name}" if prefix else name
         try:
-            with zf.open(info) as fh:
-                kind = _member_kind(fh.read(64), base, policy)
-            if kind is not None and kind.startswith("probe:"):
-                with zf.open(info) as fh:
-                    kind = _probed_member_kind(fh, kind[6:])
-            if kind is None:
-                continue
-            with zf.open(info) as fh:
-                _scan_member(out, fh, info.file_size, kind, label, depth)
-        except _Halt as exc:
-            out.finding("unknown", f"scan stopped: {exc}", label)
-        except (_Corrupt, *ZIP_ERRORS) as exc:
-            _broken(out, f"cannot read archive member: {exc}", label)
+            odd = rawzip.anomalies(zf, info)
+        except ZIP_ERRORS as exc:
+            _broken(out, f"cannot read archive member header: {exc}", label)
             continue
-        if len(scanned) < 1000:
-            scanned.append(label)
+        for what in odd:
+            out.finding("suspicious", f"archive member {what}: Python's zipfile refuses it; scanned from its raw bytes, "
+                        "as a reader that ignores this sees them (torch does, for a wrong CRC or local name)", label)
+
+        def opener(info=info, label=label, heard=set()):  # noqa: B006 -- one set per member: each anomaly once
+            def report(what):
+                if what not in heard:
+                    heard.add(what)
+                    out.finding("unknown", f"archive member {what} (corrupt or tampered); scanned as torch reads it",
+                                label)
+            return rawzip.open_member(zf, info, report)
+
+        base = name.rsplit("/", 1)[-1]
+        if policy == "torch" and base.endswith(".py") and "/code/" in f"/{name}":
+            _scan_torchscript_code(out, opener, label)
+            continue
+        if policy == "torch" and not base.endswith((".pkl", ".debug_pkl")):
+            continue
+        member_policy = policy
+        if policy == "export":
+            role = roles.get(name)
+            if role == "raw":
+                continue
+            if role == "native":
+                out.finding("unsafe", "compiled native code (AOTInductor) that torch.export.load loads and runs",
+                            label)
+                continue
+            member_policy = "torch" if role == "pickle" or base.endswith((".pkl", ".pt", ".pth")) else "sniff"
+        _scan_one(out, opener, info.file_size, base, label, member_policy, depth)
 
 
-# What TorchScript code (an archive's code/*.py, compiled by torch.jit.load) may call that reaches outside
-# the model: (pattern, severity, what it does). Custom operator namespaces need native code loaded first.
-_TORCHSCRIPT_CALLS = (
-    (re.compile(r"\btorch\.save\(|\bops\.aten\.save\b"), "unsafe", "torch.save: writes files when the model runs"),
-    (re.compile(r"\btorch\.from_file\(|\bops\.aten\.from_file\b"), "unsafe",
-     "torch.from_file: reads (and with shared=True writes) files when the model runs"),
-    (re.compile(r"\bops\.debugprims\.load_tensor\b"), "unsafe", "debugprims.load_tensor: reads files"),
-    (re.compile(r"\bops\.(c10d|_c10d_functional\w*|symm_mem|_dtensor)\."), "suspicious",
-     "distributed collectives: open network connections when the model runs"),
-)
-# operator namespaces torch itself registers for ordinary models (anything else is a custom operator)
-_TORCHSCRIPT_NAMESPACES = frozenset(("aten", "prim", "prims", "quantized", "_quantized", "quantization", "sparse",
-                                     "mkldnn", "mkl", "onednn", "mkldnn_prepacked", "profiler", "rngprims", "_native",
-                                     "inductor_prims", "onnx", "static_runtime"))
-_OPS_CALL = re.compile(r"\bops\.(\w+)\.(\w+)")
-CODE_LINE_MAX = 1 << 20  # longer source lines are scanned in pieces
-
-
-def _scan_torchscript_code(out: _Collector, zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> None:
-    """TorchScript source that torch.jit.load compiles and the model runs: calls that touch files, the
-    network, or custom native operators. Streamed line by line."""
-    files = out.meta.setdefault("torchscript_code_files", 0)
-    out.meta["torchscript_code_files"] = files + 1
-    seen: set = set()
+def _scan_one(out: _Collector, opener, size: int, base: str, label: str, policy: str, depth: int) -> None:
+    """One archive member: decide from its bytes (and, for ``torch``, its role) how a loader reads it, and scan it.
+    ``opener()`` gives a fresh file of its bytes each time."""
     try:
-        with zf.open(info) as fh:
-            for number, raw in enumerate(iter(lambda: fh.readline(CODE_LINE_MAX), b""), 1):
-                line = raw.decode("utf-8", "replace")
-                if "ops." not in line and "torch." not in line:
-                    continue
-                where = f"{label} line {number}"
-                for pattern, severity, what in _TORCHSCRIPT_CALLS:
-                    if pattern.search(line) and what not in seen:
-                        seen.add(what)
-                        out.finding(severity, f"TorchScript code calls {what}", where)
-                for m in _OPS_CALL.finditer(line):
-                    namespace = m.group(1)
-                    if namespace not in _TORCHSCRIPT_NAMESPACES and namespace not in seen and not any(
-                            p.search(m.group(0)) for p, _, _ in _TORCHSCRIPT_CALLS):
-                        seen.add(namespace)
-                        out.finding("suspicious", f"TorchScript code calls custom operator ops.{namespace}."
-                                    f"{m.group(2)} (native code loaded outside the archive)", where)
+        with opener() as fh:
+            kind = _member_kind(fh.read(64), base, policy)
+        if kind is not None and kind.startswith("probe:"):
+            with opener() as fh:
+                kind = _probed_member_kind(fh, kind[6:])
+        if kind is None:
+            return
+        with opener() as fh:
+            _scan_member(out, fh, size, kind, label, depth)
+    except _Halt as exc:
+        out.finding("unknown", f"scan stopped: {exc}", label)
+    except (_Corrupt, *ZIP_ERRORS) as exc:
+        _broken(out, f"cannot read archive member: {exc}", label)
+        return
+    scanned = out.meta.setdefault("pickle_members", [])
+    if len(scanned) < 1000:
+        scanned.append(label)
+
+
+def _scan_torchscript_code(out: _Collector, opener, label: str) -> None:
+    """TorchScript source that torch.jit.load compiles and the model runs (convert.torchscript_scan)."""
+    from .torchscript_scan import CodeError, scan
+
+    out.meta["torchscript_code_files"] = out.meta.get("torchscript_code_files", 0) + 1
+    try:
+        with opener() as fh:
+            calls = scan(fh)
+    except CodeError as exc:
+        out.finding("unknown", str(exc), label)
+        return
     except ZIP_ERRORS as exc:
         _broken(out, f"cannot read TorchScript code: {exc}", label)
+        return
+    for call in calls:
+        out.finding(call.severity, call.what, f"{label} line {call.line}")
 
 
-def _export_pickled(zf: zipfile.ZipFile) -> set[str]:
-    """Members a torch.export archive's weight/constant configs say are pickled."""
-    found = set()
-    for name in zf.namelist():
-        if not (name.endswith("_config.json") and "/data/" in f"/{name}"):
-            continue
-        try:
-            with zf.open(name) as fh:
-                config = json.loads(fh.read(16 << 20)).get("config", {})
-        except (AttributeError, *ZIP_ERRORS):
-            continue
-        folder = name.rsplit("/", 1)[0]
-        for entry in config.values() if isinstance(config, dict) else ():
-            if isinstance(entry, dict) and entry.get("use_pickle") and isinstance(entry.get("path_name"), str):
-                found.add(f"{folder}/{entry['path_name']}")
-    return found
+def _export_roles(out: _Collector, zf: zipfile.ZipFile, prefix: str) -> dict:
+    """How torch.export.load reads each member; config entries the plan cannot account for make the scan unknown."""
+    from . import rawzip
+    from .pt2_members import CONFIG_MAX, plan
+
+    def read(info):
+        with rawzip.open_member(zf, info) as fh:
+            return fh.read(CONFIG_MAX + 1)
+
+    found = plan(zf, read)
+    for where, why in found.problems:
+        out.finding("unknown", why, f"{prefix} > {where}" if prefix else where)
+    out.meta["pt2_pickled_members"] = sum(1 for r in found.roles.values() if r == "pickle")
+    return found.roles
 
 
 def _member_kind(head: bytes, base: str, policy: str) -> str | None:
     """How to scan one member, from its first bytes (and its name where the bytes cannot tell)."""
     if head.startswith(b"PK\x03\x04"):
         return "zip"
+    if head.startswith(_SEVENZIP_MAGIC):
+        return "7z"
     if head.startswith(_TORCH_MAGIC_PICKLE):
         return "torch-legacy"
     if head.startswith(b"\x93NUMPY"):
@@ -1739,14 +1688,13 @@ def _member_kind(head: bytes, base: str, policy: str) -> str | None:
     compression = sniff_compression(head)
     if compression:  # a compressed joblib file under any name: confirmed by what it decompresses to
         return f"joblib:{compression}" if named else f"probe:{compression}"
-    if head[:1] and head[0] in _OPCODES:
-        return "pickle" if named else "probe:text"  # protocol 0/1 has no header: confirmed by walking it
+    if may_start_pickle(head):
+        return "pickle" if named else "probe:text"  # no header: confirmed by walking it
     return None
 
 
 _PROBE_HEAD = 4096  # decompressed bytes looked at to tell a compressed pickle from other compressed data
 _PROBE_TEXT = 1 << 20  # bytes of a headerless candidate walked (as detect() does for files on disk)
-_TEXT_PICKLE_FIRST = frozenset(b"(}])NIJKLMFGSTUVXcdlPtp\x88\x89")  # opcodes a protocol 0/1 pickle starts with
 
 
 def _probed_member_kind(fh, what: str) -> str | None:
@@ -1755,7 +1703,7 @@ def _probed_member_kind(fh, what: str) -> str | None:
     as a protocol 0/1 pickle, else None. Never runs anything; a decompressor error means "not this"."""
     if what == "text":
         prefix = fh.read(_PROBE_TEXT)
-        if not prefix or prefix[0] not in _TEXT_PICKLE_FIRST:
+        if not may_start_pickle(prefix):
             return None
         return "pickle" if probe(prefix, complete=len(prefix) < _PROBE_TEXT, strict=True)[0] == "pickle" else None
     try:
@@ -1789,6 +1737,41 @@ def _scan_nested_zip(out: _Collector, fh, size, prefix: str = "", compression=No
         _scan_zip(out, zf, _zip_policy(names), prefix, depth + (1 if prefix else 0))
 
 
+def _scan_7z(out: _Collector, fh, size, prefix: str = "", compression=None, depth: int = 0) -> None:
+    """A 7-Zip archive: every member, by content, as for a plain zip (convert.sevenzip decompresses them)."""
+    from .sevenzip import SevenZipError, walk
+
+    if depth >= ZIP_DEPTH:
+        out.finding("unknown", f"archive nested more than {ZIP_DEPTH} deep was not scanned", prefix)
+        return
+
+    def visit(name: str, member_size: int, spool) -> None:
+        label = f"{prefix} > {name}" if prefix else name
+        for bad in risky_member_names([name]):
+            out.finding("suspicious", f"archive member path escapes the archive: {bad!r}", label)
+        _scan_one(out, lambda: _Borrowed(spool), member_size, name.rsplit("/", 1)[-1], label, "sniff",
+                  depth + (1 if prefix else 0))
+
+    try:
+        walk(fh, visit)
+    except SevenZipError as exc:
+        out.finding("unknown", f"{exc}; not scanned", prefix or "7-Zip archive")
+
+
+class _Borrowed:
+    """A file handed out again and again, from its start, and never closed by whoever borrows it."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def __enter__(self):
+        self.fh.seek(0)
+        return self.fh
+
+    def __exit__(self, *exc):
+        return False
+
+
 def _zip_format(names) -> str:
     from .detect import zip_format
 
@@ -1803,18 +1786,22 @@ def _zip_policy(names) -> str:
 
 
 def _result(out: _Collector) -> PickleScan:
-    rules = _rules()
+    table = rules()
     refs = sorted(out.refs.values(), key=lambda r: (r.module, r.name))
     for r in refs:
-        if r.kind == "partial" and r.verdict == "suspicious" and (r.module, r.name) in rules.conditional:
+        if r.kind == "partial" and r.verdict == "suspicious" and (r.module, r.name) in table.conditional:
             if out.partial_wraps:
                 r.why = f"wraps {', '.join(sorted(out.partial_wraps)[:3])}, which the allowlist does not hold"
             else:
                 r.verdict, r.why = "safe", "wraps only allowlisted globals"
     globals_ = tuple(GlobalRef(r.module, r.name, r.verdict, r.where, r.count) for r in refs)
     findings = [Finding(f"imports {_qual(r)}: {r.why}", r.verdict, r.where) for r in refs if r.verdict != "safe"]
+    old = [r for r in refs if r.verdict == "safe" and r.why and r.kind != "partial"]  # old names of allowlisted ones
+    findings.extend(Finding(f"imports {_qual(r)}: {r.why}", "info", r.where) for r in old)
     findings.extend(out.findings)
     meta = dict(out.meta)
+    if old:
+        meta["old_names"] = len(old)
     versions = meta.pop("_sklearn_versions", [])
     if versions:
         meta["sklearn_version"] = versions[0]
@@ -1822,8 +1809,8 @@ def _result(out: _Collector) -> PickleScan:
             meta["sklearn_versions"] = versions
     elif not out.corrupt and not any(f.severity == "unknown" for f in out.findings) and any(
             r.module.split(".", 1)[0] == "sklearn"
-            and ((r.module, r.name) in rules.estimators
-                 or (r.name[:1].isupper() and (r.module, r.name) not in rules.safe)) for r in refs):
+            and ((r.module, r.name) in table.estimators
+                 or (r.name[:1].isupper() and (r.module, r.name) not in table.safe)) for r in refs):
         # estimators carry _sklearn_version since 0.18; its absence proves something only in a stream read to
         # its end (a truncated or damaged one may just break off before the estimator's state)
         meta["sklearn_version"] = "before 0.18"
@@ -1885,22 +1872,36 @@ def scan_crlf_restored(path) -> PickleScan:
     return _result(out)
 
 
+def may_start_pickle(head: bytes) -> bool:
+    """Whether ``pickle.load`` would start reading these bytes at all: the first byte is an opcode. (No header
+    is needed: protocol 0/1 pickles, and any stream without PROTO, start with whatever opcode they like.)"""
+    return bool(head) and head[0] in _OPCODES
+
+
 def probe(data: bytes, complete: bool, strict: bool = False) -> tuple[str, int | None]:
     """Does ``data``, the start of a file, read as a pickle? ``("pickle", protocol)`` when the walk reaches
-    STOP or stays valid to where ``data`` ends (``complete``: it is the whole file), else ``("invalid",
-    None)``. ``strict``, for headerless protocol 0/1 candidates, also wants substance: a STOP, or 64 valid
-    bytes before the data runs out."""
+    STOP or stays valid to where ``data`` ends (``complete``: it is the whole file), or when it breaks only after
+    doing what a loader would act on: importing a name the policy knows (one it calls safe or unsafe) or calling an
+    imported global (a pickle.load of it has run code by then). Else ``("invalid", None)``. ``strict``, for
+    headerless candidates, also wants substance: one of those, a STOP, or 64 valid bytes before the data runs out."""
     machine = _Machine(_Collector())
     try:
         machine.run(_Source.of_bytes(data), "probe")
     except _Truncated as exc:
-        if complete and strict or strict and exc.at < 64:
+        if strict and (complete or exc.at < 64) and not _acted(machine.out):
             return "invalid", None
     except _Corrupt:
-        return "invalid", None
+        if not _acted(machine.out):
+            return "invalid", None
     except _Halt:
         pass
     return "pickle", machine.protocol
+
+
+def _acted(out: _Collector) -> bool:
+    """A walk that imported a name the policy knows, or called something after importing, read a real pickle
+    (text that merely starts like one imports made-up names and breaks before any call)."""
+    return any(r.verdict != "suspicious" for r in out.refs.values()) or bool(out.refs and out.calls)
 
 
 def scan_file(path, detection=None) -> PickleScan:
@@ -1928,12 +1929,12 @@ def scan_file(path, detection=None) -> PickleScan:
 
 # container kind -> scanner(out, file, size, prefix, compression, depth)
 _CONTAINERS = {"zip": _scan_nested_zip, "torch-legacy": _scan_torch_legacy, "npy": _scan_npy,
-               "pickle": _scan_pickle, "joblib": _scan_pickle}
+               "pickle": _scan_pickle, "joblib": _scan_pickle, "7z": _scan_7z}
 
 _FORMAT_KIND = {
     "pickle": "pickle", "joblib": "pickle", "torch-legacy": "torch-legacy", "npy": "npy",
     "torch-zip": "zip", "torchscript": "zip", "torch-export": "zip", "zip": "zip", "npz": "zip",
-    "keras": "zip", "skops": "zip",
+    "keras": "zip", "skops": "zip", "7z": "7z",
 }
 
 
@@ -1958,6 +1959,8 @@ def _dispatch(out: _Collector, fh, size, kind: str) -> None:
 def _kind_from_head(head: bytes) -> str:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
+    if head.startswith(_SEVENZIP_MAGIC):
+        return "7z"
     if head.startswith(_TORCH_MAGIC_PICKLE):
         return "torch-legacy"
     if head.startswith(b"\x93NUMPY"):

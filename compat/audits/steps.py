@@ -25,7 +25,8 @@ MAX_FINDINGS = 100
 CHECK_ROWS = 1000
 # formats that are data rather than models: a row only when they carry something to scan
 DATA_FORMATS = {"npy": "data: a numpy array", "npz": "data: numpy arrays",
-                "hdf5": "data: an HDF5 file that is not a Keras model", "zip": "data: a zip archive holding no model"}
+                "hdf5": "data: an HDF5 file that is not a Keras model", "zip": "data: a zip archive holding no model",
+                "7z": "data: a 7-Zip archive holding no model"}
 # detect() refusals that describe a damaged model file rather than a file that is no model
 _DAMAGED = {"a damaged zip archive": "zip", "a .npy file with an unreadable header": "npy"}
 
@@ -247,7 +248,7 @@ def warm(artifact, step: str):
 def steps(artifact, trust: bool):
     """(step, outcome dict) for load, convert and check, in order."""
     corrupt = artifact.details.get("corrupt")
-    if corrupt:
+    if corrupt and not (artifact.safety == "unsafe" and not trust):  # a payload in a broken stream: refused, first
         cause = artifact.details.get("corrupt_cause")
         yield "load", _outcome("failed", f"corrupt: {cause or corrupt}", "corrupt")
         yield from _not_reached("not loaded")
@@ -469,4 +470,5 @@ def _convert_and_check(loaded, artifact):
                             time.perf_counter() - checking_since)
 
 
-_HANDLERS = {"onnx": _onnx, "safetensors": _safetensors, "npy": _data, "npz": _data, "hdf5": _data, "zip": _data}
+_HANDLERS = {"onnx": _onnx, "safetensors": _safetensors, "npy": _data, "npz": _data, "hdf5": _data, "zip": _data,
+             "7z": _data}

@@ -81,12 +81,15 @@ def render_artifact(a: Artifact, console) -> None:
 
 
 def add_parser(sub, formatter):
+    from convert.pickle_policy import RULE
+
     p = sub.add_parser("inspect", help="what a model file is, who wrote it, whether it is safe to load",
                        formatter_class=formatter, description=(
                            "Read a model file's bytes and say what it is: format, framework, the versions that "
                            "wrote it, and for pickles every global that unpickling would import, with a verdict "
                            "(safe / suspicious / unsafe / unknown). Never runs the file's code."),
-                       epilog="examples:\n  modelport inspect model.joblib\n  modelport inspect models/*.pkl --json")
+                       epilog="examples:\n  modelport inspect model.joblib\n  modelport inspect models/*.pkl --json\n\n"
+                              f"{RULE}\n\nexit codes: 0 no unsafe file, 1 an unsafe file, 2 bad input")
     p.add_argument("paths", nargs="+", metavar="PATH", help="model file(s) or SavedModel directories")
     p.add_argument("--json", action="store_true", help="print JSON (schema modelport.inspect/1) instead of text")
     p.set_defaults(func=run)

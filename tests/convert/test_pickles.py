@@ -132,8 +132,9 @@ def test_every_call_opcode(canary, shape):
 
 
 def test_build_on_an_imported_class_is_flagged():
-    # BUILD with slot state on a class object sets attributes on it (monkeypatching at load time)
-    data = PROTO2 + b"csklearn.base\nBaseEstimator\n" + b"N}" + x("fit") + b"N" + b"s\x86b0N."
+    # BUILD with slot state on a class object sets attributes on it (monkeypatching at load time): suspicious
+    # even on an allowlisted class
+    data = PROTO2 + b"csklearn.linear_model._logistic\nLogisticRegression\n" + b"N}" + x("fit") + b"N" + b"s\x86b0N."
     scan = scan_bytes(data)
     assert scan.verdict == "suspicious"
     assert any("BUILD sets attributes" in f.what for f in scan.findings)
@@ -269,7 +270,8 @@ def test_partial_is_safe_only_around_allowlisted_globals(canary):
         assert scan.verdict == "safe"
         assert names(scan)["functools.partial"] == "safe"
     odd = scan_bytes(pickle.dumps(functools.partial(print, "hello"), 4))
-    assert odd.verdict == "suspicious"
+    assert odd.verdict == "unsafe" and names(odd)["builtins.print"] == "unsafe"  # a stdlib name off the allowlist
+    assert names(odd)["functools.partial"] == "suspicious"
     assert "wraps builtins.print" in [f.what for f in odd.findings if "partial" in f.what][0]
     computed = PROTO4 + u("functools") + u("partial") + STACK_GLOBAL + call("builtins", "getattr", "x") + TUPLE1 + REDUCE
     assert scan_bytes(computed + STOP).verdict == "unsafe"
@@ -360,7 +362,10 @@ def test_old_sklearn_vendored_joblib_wrapper_is_followed():
     scan = scan_bytes(old)
     assert scan.metadata["joblib_arrays"] == 1 and "collections.OrderedDict" in names(scan)
     assert not scan.metadata.get("corrupt")
-    assert scan.verdict == "suspicious"  # that module path is not in the allowlist generated today
+    # that module path is in no allowlist source: it is safe as the old name of joblib.numpy_pickle's wrapper
+    assert scan.verdict == "safe"
+    assert any(f.severity == "info" and "old name of joblib.numpy_pickle.NumpyArrayWrapper" in f.what
+               for f in scan.findings)
 
 
 @pytest.mark.parametrize("case,expect", [
@@ -626,7 +631,7 @@ def test_memory_stays_bounded_on_big_files(tmp_path):
     ("importlib", "import_module", "unsafe"),
     ("functools", "partial", "suspicious"),
     ("mypackage.models", "Net", "suspicious"),
-    ("sklearn.linear_model", "LogisticRegression.__init__.__globals__", "suspicious"),
+    ("sklearn.linear_model", "LogisticRegression.__init__.__globals__", "unsafe"),
     ("torch.jit._pickle", "build_intlist", "safe"),
 ])
 def test_classify_global(module, name, verdict):

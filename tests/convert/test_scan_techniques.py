@@ -4,12 +4,16 @@ another process creates its canary file, while nothing here ever creates the can
 
 Read the ids of ``TECHNIQUES`` as the checklist: ``streams/…``, ``compressed/…``, ``torch/…``,
 ``torchscript/…``, ``numpy/…``, ``zip/…``, ``opcode/…``, ``dotted/…``, ``alias/…``, ``callable/…``,
-``nested/…``, ``partial/…``, ``keras/…``, ``savedmodel/…``. Techniques whose long variants already live in
+``nested/…``, ``partial/…``, ``keras/…``, ``savedmodel/…``, and for issue 12's scanner items ``pt2/…`` (every
+member torch.export.load unpickles), ``torchscript/code-…`` (calls read by tokens), ``headerless/…`` and ``7z/…``
+(never skipped), ``zipraw/…`` (members read as torch reads them), ``frame/…`` (parser divergence) and ``rule/…``
+(names off the allowlist, by the written rule). Techniques whose long variants already live in
 test_pickles.py (every protocol, every memo opcode, damaged streams, ...) appear here once, cheaply.
 
 Three tests run over the table:
 
-- ``test_technique_is_caught``: the verdict (exact) and the global or finding that earns it;
+- ``test_technique_is_caught``: the verdict (exact), the global or finding that earns it, and the exit code of
+  ``modelport inspect``;
 - ``test_payload_is_live``: the same technique built against a control canary and loaded for real by the
   loader its format invites (pickle.load, joblib.load, torch.load, np.load, torch.jit.load and a call,
   keras ``safe_mode=False``, tf.saved_model.load and a call). Rows without a live loader say why in
@@ -25,11 +29,13 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import json
 import marshal
 import os
 import pickle
 import pickletools
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -291,6 +297,15 @@ def _pickle(make):
     return build
 
 
+def _pickle_named(name: str, make):
+    """The same, under a name that says nothing about pickles."""
+
+    def build(d, c):
+        return write(d / name, make(c, d))
+
+    return build
+
+
 def _source_file(d: Path) -> Path:
     src = d / "source.txt"
     src.write_text("copied by the payload\n")
@@ -359,6 +374,205 @@ def _savedmodel(op: str):
         return path
 
     return build
+
+
+# -- issue 12: what the static scan reads, and how (pt2 members, TorchScript tokens, headerless pickles, raw zip
+# members, 7-Zip, parser divergence) and the rule for names off the allowlist
+
+
+def _export_archive(d: Path, name: str, edit) -> Path:
+    """A real torch.export.save archive, rebuilt with ``edit(members, root)`` applied to its {name: bytes}."""
+    class Affine(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    base = d / "base.pt2"
+    torch.export.save(torch.export.export(Affine(), (torch.randn(2, 3),)), base)
+    with zipfile.ZipFile(base) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    base.unlink()
+    root = next(iter(members)).split("/")[0]
+    edit(members, root)
+    path = d / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+    return path
+
+
+def _config_entry(members: dict, root: str, folder: str, fqn: str, entry: dict) -> None:
+    config_name = f"{root}/data/{folder}/model_{folder}_config.json"
+    config = json.loads(members[config_name])
+    config["config"][fqn] = entry
+    members[config_name] = json.dumps(config).encode()
+
+
+def _tensor_meta(members: dict, root: str) -> dict:
+    weights = json.loads(members[f"{root}/data/weights/model_weights_config.json"])["config"]
+    return next(iter(weights.values()))["tensor_meta"]
+
+
+def _torch_saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _pt2_opaque_object(d, c):
+    """An opaque_obj_ constant whose entry says use_pickle: false (and carries a tensor meta, so the raw-tensor
+    pass accepts it): torch.export.load still reads it with pickle.loads."""
+    def edit(members, root):
+        data = pickle.dumps(c.payload(), 2)
+        members[f"{root}/data/constants/opaque_obj_0"] = data + bytes(-len(data) % 8)
+        _config_entry(members, root, "constants", "trap", {"path_name": "opaque_obj_0", "is_param": False,
+                                                            "use_pickle": False, "tensor_meta": _tensor_meta(members, root)})
+    return _export_archive(d, "opaque.pt2", edit)
+
+
+def _pt2_custom_object(d, c):
+    def edit(members, root):
+        members[f"{root}/data/constants/custom_obj_0"] = pickle.dumps(c.payload(), 2)
+        _config_entry(members, root, "constants", "trap", {"path_name": "custom_obj_0", "is_param": False,
+                                                            "use_pickle": False, "tensor_meta": None})
+    return _export_archive(d, "custom.pt2", edit)
+
+
+def _pt2_pickled_weight(d, c):
+    def edit(members, root):
+        members[f"{root}/data/weights/weight_9"] = _torch_saved({"x": c.payload()})
+        _config_entry(members, root, "weights", "trap", {"path_name": "weight_9", "is_param": False, "use_pickle": True,
+                                                          "tensor_meta": None})
+    return _export_archive(d, "weight.pt2", edit)
+
+
+def _pt2_sample_inputs(d, c):
+    def edit(members, root):
+        members[f"{root}/data/sample_inputs/model.pt"] = _torch_saved(((c.payload(),), {}))
+    return _export_archive(d, "sample.pt2", edit)
+
+
+def _pt2_legacy_weights(d, c):
+    """The legacy layout: data/weights/<model>.pt holds the whole state dict and is read with torch.load."""
+    def edit(members, root):
+        members[f"{root}/data/weights/model.pt"] = _torch_saved({"lin.weight": torch.ones(2, 3), "trap": c.payload()})
+    return _export_archive(d, "legacy-weights.pt2", edit)
+
+
+def _pt2_aoti(d, c):
+    def edit(members, root):
+        members[f"{root}/data/aotinductor/model/model.so"] = b"\x7fELF" + bytes(60)
+    return _export_archive(d, "aoti.pt2", edit)
+
+
+def _scripted_code(spelling: bytes):
+    """SavesToDisk scripted and saved, its code/ source respelled: ``torch.save(x, target)`` becomes ``spelling``
+    (the debug tables that map source offsets are dropped, as an editor of the archive would)."""
+    def build(d, c):
+        path = d / "respelled.pt"
+        torch.jit.save(torch.jit.script(SavesToDisk(str(c.path))), path)
+        with zipfile.ZipFile(path) as zf:
+            members = {i.filename: zf.read(i) for i in zf.infolist()}
+        code = next(n for n, data in members.items() if n.endswith(".py") and b"torch.save(x, target)" in data)
+        members[code] = members[code].replace(b"torch.save(x, target)", spelling)
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in members.items():
+                if not name.endswith(".debug_pkl"):
+                    zf.writestr(name, data)
+        return path
+
+    return build
+
+
+def _zip_header_patch(how: str):
+    """A torch.save archive whose data.pkl (a payload) has a header Python's zipfile refuses."""
+    def build(d, c):
+        data = bytearray(_torch_saved({"w": torch.ones(2), "trap": c.payload()}))
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+            info = next(i for i in zf.infolist() if i.filename.endswith("/data.pkl"))
+        central = _central_entry(bytes(data), info.filename)
+        local = info.header_offset
+        if how == "crc":
+            for at in (local + 14, central + 16):
+                struct.pack_into("<I", data, at, struct.unpack_from("<I", data, at)[0] ^ 0x5A5A5A5A)
+        elif how == "local-name":
+            n = struct.unpack_from("<H", data, local + 26)[0]
+            data[local + 30 + n - 3:local + 30 + n] = b"zzz"
+        else:
+            bit = {"encrypted": 0x1, "patched": 0x20}[how]
+            for at in (local + 6, central + 8):
+                struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] | bit)
+        return write(d / f"{how}.pt", bytes(data))
+
+    return build
+
+
+def _central_entry(data: bytes, name: str) -> int:
+    at = 0
+    while True:
+        at = data.index(b"PK\x01\x02", at)
+        n = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46:at + 46 + n] == name.encode():
+            return at
+        at += 4
+
+
+def _sevenzip(members: dict, password=None):
+    def build(d, c):
+        py7zr = pytest.importorskip("py7zr", reason="7-Zip archives are read with py7zr, not installed here")
+        path = d / "models.7z"
+        with py7zr.SevenZipFile(path, "w", password=password) as archive:
+            for name, make in members.items():
+                archive.writestr(make(c, d), name)
+        return path
+
+    return build
+
+
+def _frame(body: bytes, length: int) -> bytes:
+    return b"\x95" + struct.pack("<Q", length) + body
+
+
+def _frame_straddle(c, d) -> bytes:
+    """PROTO 4, a FRAME that ends one byte into an opcode, the payload after it: pickle's C unpickler ignores frame
+    bounds and runs it; Python's unpickler (joblib's) stops at the frame end."""
+    head = u("model") + MEMOIZE + POP
+    rest = r(g("os", "system"), s(c.command)) + STOP
+    return PROTO4 + _frame(head + rest, len(head) + 1)
+
+
+def _frame_leftover(c, d) -> bytes:
+    """A FRAME that runs past the first stream's STOP, over a second stream: pickle's C unpickler, loading again,
+    reads that stream; Python's unpickler skips the rest of the frame."""
+    first = u("weights") + STOP
+    hidden = PROTO4 + r(g("os", "system"), s(c.command)) + STOP
+    return PROTO4 + _frame(first + hidden, len(first) + len(hidden)) + pickle.dumps({"w": 1}, 4)
+
+
+def _headerless(first: bytes):
+    def make(c, d):
+        cmd = c.command.encode()
+        return (first + b"\x8c\x02os\x8c\x06system\x93\x8c" + bytes([len(cmd)]) + cmd + b"\x85R.")
+
+    return make
+
+
+def _gadget(module: str, name: str, *args_of):
+    """module.name(*args), the arguments built from the canary (each ``f(c, d) -> opcodes``)."""
+    return P(lambda c, d: pk(r(g(module, name), *(a(c, d) for a in args_of))))
+
+
+def _lib2to3_grammar(c, d) -> bytes:
+    import importlib.util
+
+    spec = importlib.util.find_spec("lib2to3")
+    if spec is None:
+        pytest.skip("lib2to3 is gone from this Python (3.13+)")
+    grammar = Path(spec.origin).with_name("Grammar.txt")
+    return s(str(grammar))
 
 
 # ------------------------------------------------------------------------------------------- table
@@ -586,6 +800,89 @@ TECHNIQUES = [
                                                                                           pickle.dumps(c.payload()))),
                                                                    4)),
       "unsafe", ("_pickle.loads", "unsafe"), SYSTEM, live="pickle"),
+    # -- pt2 archives: every member torch.export.load unpickles, whatever the config's use_pickle says
+    T("pt2/opaque_obj-constant-despite-use_pickle-false", _pt2_opaque_object, "unsafe", SYSTEM, live="torch-export"),
+    T("pt2/custom_obj-constant", _pt2_custom_object, "unsafe", SYSTEM,
+      dead="torch reads custom_obj_* with its TorchScript unpickler, which resolves only torch's own classes"),
+    T("pt2/weight-entry-with-use_pickle", _pt2_pickled_weight, "unsafe", SYSTEM, live="torch-export"),
+    T("pt2/sample-inputs", _pt2_sample_inputs, "unsafe", SYSTEM, live="torch-export"),
+    T("pt2/legacy-weights-layout-data/weights/model.pt", _pt2_legacy_weights, "unsafe", SYSTEM, live="torch-export"),
+    T("pt2/aotinductor-native-code", _pt2_aoti, "unsafe", ("~", "native code (AOTInductor)"),
+      dead="a loadable AOTInductor package needs a compiler run and device metadata; the member is the code itself"),
+    # -- TorchScript code judged by tokens, whatever the spelling TorchScript's parser accepts
+    *[T(f"torchscript/code-{label}", _scripted_code(spelling), "unsafe", ("~", "TorchScript code calls torch.save"),
+        live="torchscript-run")
+      for label, spelling in (("spaces-torch . save (", b"torch . save (x, target)"),
+                              ("comment-and-parens-across-lines", b"(torch  # where to\n      .save)(x, target)"),
+                              ("line-continuation", b"torch.\\\n      save(x, target)"),
+                              ("getattr(torch, 'save')", b'getattr(torch, "save")(x, target)'),
+                              ("ops . aten . save", b"ops . aten . save(x, target)"))],
+    # -- pickles whatever their first opcode and their name: scanned, never skipped as text or unknown bytes
+    T("headerless/protocol-0-payload-then-garbage-no-STOP",
+      _pickle_named("notes.txt", lambda c, d: b"cos\nsystem\n(S'" + c.command.encode() + b"'\ntR" + b" ~~ not a pickle ~~"),
+      "unsafe", ("os.system", "unsafe"), live="pickle"),
+    T("headerless/FRAME-first-no-PROTO", _pickle_named("blob.dat", lambda c, d: _frame(_headerless(b"")(c, d), 0)),
+      "unsafe", ("os.system", "unsafe"), live="pickle"),
+    T("headerless/SHORT_BINUNICODE-first", _pickle_named("data.bin", _headerless(b"")), "unsafe",
+      ("os.system", "unsafe"), live="pickle"),
+    T("headerless/EMPTY_SET-then-POP-first", _pickle_named("weights", _headerless(b"\x8f0")), "unsafe",
+      ("os.system", "unsafe"), live="pickle"),
+    # -- 7-Zip archives are scanned (or unknown), never "not a model"
+    T("7z/pickle-member", _sevenzip({"models/model.pkl": lambda c, d: pickle.dumps(c.payload(), 4)}), "unsafe",
+      SYSTEM, live="7z:models/model.pkl"),
+    T("7z/headerless-member-named-by-nothing", _sevenzip({"README": lambda c, d: pickle.dumps(c.payload(), 0)}),
+      "unsafe", SYSTEM, live="7z:README"),
+    T("7z/encrypted", _sevenzip({"model.pkl": lambda c, d: pickle.dumps(c.payload(), 4)}, password="s3cret"),
+      "unknown", ("~", "encrypted 7-Zip archive"), dead="its members open only with the password"),
+    # -- zip members read as torch reads them: what Python's zipfile refuses is scanned, and is a finding
+    T("zipraw/bad-CRC-data.pkl", _zip_header_patch("crc"), "unsafe", SYSTEM, ("~", "CRC"), live="torch"),
+    T("zipraw/local-header-name-differs", _zip_header_patch("local-name"), "unsafe", SYSTEM,
+      ("~", "in its local header"), live="torch"),
+    T("zipraw/encryption-flag", _zip_header_patch("encrypted"), "unsafe", SYSTEM, ("~", "claims to be encrypted"),
+      dead="torch 2.13 refuses it as well (checked: 'unsupported encryption'); the raw bytes are scanned anyway"),
+    T("zipraw/patched-data-flag", _zip_header_patch("patched"), "unsafe", SYSTEM, ("~", "patched data"),
+      dead="torch 2.13 refuses it as well (checked: 'unsupported feature'); the raw bytes are scanned anyway"),
+    # -- parser divergence: frames that do not match the opcodes
+    T("frame/opcode-straddles-FRAME-end", P(_frame_straddle), "unsafe", ("~", "parser divergence"),
+      ("os.system", "unsafe"), live="pickle"),
+    T("frame/STOP-before-FRAME-end-hides-a-stream", P(_frame_leftover), "unsafe", ("~", "parser divergence"),
+      ("os.system", "unsafe"), live="pickle-all"),
+    # -- the rule: stdlib / framework / client names off the allowlist are unsafe (gadgets not designed around)
+    T("rule/uuid._get_command_stdout", _gadget("uuid", "_get_command_stdout", lambda c, d: s("touch"),
+                                               lambda c, d: s(str(c.path))),
+      "unsafe", ("uuid._get_command_stdout", "unsafe"), live="pickle"),
+    T("rule/torch.utils.collect_env.run", _gadget("torch.utils.collect_env", "run", lambda c, d: s(c.command)),
+      "unsafe", ("torch.utils.collect_env.run", "unsafe"), live="pickle"),
+    T("rule/torch._inductor.codecache.PyCodeCache.load",
+      _gadget("torch._inductor.codecache", "PyCodeCache.load", lambda c, d: s(touch_src(c))), "unsafe",
+      ("torch._inductor.codecache.PyCodeCache.load", "unsafe"), live="pickle"),
+    T("rule/logging.config.dictConfig-factory",
+      P(lambda c, d: pk(r(g("logging.config", "dictConfig"), pickle.dumps(
+          {"version": 1, "handlers": {"h": {"()": "os.system", "command": c.command}}}, 2)[2:-1]))),
+      "unsafe", ("logging.config.dictConfig", "unsafe"), live="pickle"),
+    T("rule/lib2to3-grammar-generator-writes",
+      _gadget("lib2to3.pgen2.driver", "load_grammar", _lib2to3_grammar, lambda c, d: s(str(c.path)),
+              lambda c, d: b"\x88", lambda c, d: b"\x88"),
+      "unsafe", ("lib2to3.pgen2.driver.load_grammar", "unsafe"), live="pickle"),
+    T("rule/_pyrepl-interpreter", _gadget("_pyrepl.console", "InteractiveColoredConsole"), "unsafe",
+      ("_pyrepl.console.InteractiveColoredConsole", "unsafe"), dead="a Python 3.13+ module; this interpreter has none"),
+    T("rule/platform._syscmd_file", _gadget("platform", "_syscmd_file", lambda c, d: s("/etc/hostname")), "unsafe",
+      ("platform._syscmd_file", "unsafe"), dead="it runs the file program and returns its output: it creates nothing"),
+    T("rule/imaplib-mail-client", _gadget("imaplib", "IMAP4", lambda c, d: s("localhost")), "unsafe",
+      ("imaplib.IMAP4", "unsafe"), dead="it connects to a mail server; nothing listens here"),
+    T("rule/numpy.lib.format.open_memmap-writes",
+      _gadget("numpy.lib.format", "open_memmap", lambda c, d: s(str(c.path)), lambda c, d: s("w+"),
+              lambda c, d: NONE, lambda c, d: t(i1(4))),
+      "unsafe", ("numpy.lib.format.open_memmap", "unsafe"), live="pickle"),
+    T("rule/sklearn.utils._testing-runs-a-script",
+      _gadget("sklearn.utils._testing", "assert_run_python_script_without_output", lambda c, d: s(touch_src(c))),
+      "unsafe", ("sklearn.utils._testing.assert_run_python_script_without_output", "unsafe"), live="pickle"),
+    T("rule/requests.get", _gadget("requests", "get", lambda c, d: s("http://127.0.0.1:9/")), "unsafe",
+      ("requests.get", "unsafe"), dead="an HTTP request; nothing listens here"),
+    T("rule/httpx.get", _gadget("httpx", "get", lambda c, d: s("http://127.0.0.1:9/")), "unsafe",
+      ("httpx.get", "unsafe"), dead="an HTTP request (httpx is not even installed here)"),
+    T("rule/aiohttp.ClientSession", _gadget("aiohttp", "ClientSession"), "unsafe", ("aiohttp.ClientSession", "unsafe"),
+      dead="a network client session; nothing to create"),
     # -- Keras and SavedModel
     T("keras/.keras-Lambda-layer", _keras_lambda(".keras"), "unsafe", ("~", "Lambda layer"), live="keras"),
     T("keras/.h5-Lambda-layer", _keras_lambda(".h5"), "unsafe", ("~", "Lambda layer"), live="keras"),
@@ -627,7 +924,7 @@ TECHNIQUES += [
 ]
 BY_ID = {tech.id: tech for tech in TECHNIQUES}
 assert len(BY_ID) == len(TECHNIQUES)
-NEEDS_TORCH = ("torch/", "torchscript/", "zip/torch-", "zip/legacy-torch-", "zip/torchscript-")
+NEEDS_TORCH = ("torch/", "torchscript/", "zip/torch-", "zip/legacy-torch-", "zip/torchscript-", "pt2/", "zipraw/")
 
 
 def _build(tech: Technique, folder: Path, canary: Canary) -> Path:
@@ -652,9 +949,13 @@ def _assert_caught(tech: Technique, artifact) -> None:
 
 
 @pytest.mark.parametrize("tech", TECHNIQUES, ids=[t.id for t in TECHNIQUES])
-def test_technique_is_caught(tech, canary, tmp_path):
+def test_technique_is_caught(tech, canary, tmp_path, capsys):
+    """The verdict, what earns it, and the exit code of ``modelport inspect`` (1 for unsafe, else 0)."""
+    from compat.cli import main
+
     path = _build(tech, tmp_path / "sample", canary)
     _assert_caught(tech, convert.inspect(path))
+    assert main(["inspect", str(path)]) == (1 if tech.verdict == "unsafe" else 0), capsys.readouterr().out[-2000:]
 
 
 # Positive controls: each technique built against its own control canary and loaded for real in a child
@@ -694,6 +995,16 @@ def run(loader, path):
         import numpy as np
         loaded = np.load(path, allow_pickle=True)
         return [loaded[k] for k in loaded.files] if hasattr(loaded, "files") else loaded
+    if loader == "torch-export":
+        import torch
+        return torch.export.load(path)
+    if loader.startswith("7z:"):
+        import py7zr
+        name = loader[3:]
+        out = tempfile.mkdtemp()
+        with py7zr.SevenZipFile(path, "r") as archive:
+            archive.extract(path=out, targets=[name])
+        return pickle.load(open(os.path.join(out, name), "rb"))
     if loader == "keras":
         os.environ["MODELPORT_ARMED"] = "1"
         import keras, numpy as np
@@ -756,6 +1067,15 @@ def test_every_listed_technique_has_a_row():
     listed += ["nested/pickle.loads", "nested/_pickle.loads", "nested/dill.loads", "nested/pickle.loads-hex",
                "nested/pickle.loads-base64", "partial/", "keras/.h5-Lambda", "keras/.keras-Lambda",
                "keras/.keras-custom-object", "keras/.h5-custom-object", "savedmodel/WriteFile"]
+    # issue 12 (static scanner items 2, 4, 6, 7, 8, 9); the rest of each item is in the tests below the table
+    listed += ["pt2/opaque_obj", "pt2/custom_obj", "pt2/weight-entry", "pt2/sample-inputs", "pt2/legacy-weights",
+               "pt2/aotinductor", "torchscript/code-spaces", "torchscript/code-comment", "torchscript/code-line-cont",
+               "torchscript/code-getattr", "torchscript/code-ops", "headerless/protocol-0", "headerless/FRAME-first",
+               "headerless/SHORT_BINUNICODE", "headerless/EMPTY_SET", "7z/pickle-member", "7z/headerless", "7z/encrypted",
+               "zipraw/bad-CRC", "zipraw/local-header-name", "zipraw/encryption-flag", "zipraw/patched-data",
+               "frame/opcode-straddles", "frame/STOP-before-FRAME-end", "rule/uuid", "rule/torch.utils",
+               "rule/torch._inductor.codecache", "rule/logging", "rule/lib2to3", "rule/_pyrepl", "rule/platform",
+               "rule/imaplib", "rule/numpy.lib", "rule/sklearn.utils", "rule/requests", "rule/httpx", "rule/aiohttp"]
     missing = [item for item in listed if not any(item in tech.id for tech in TECHNIQUES)]
     assert not missing
 
@@ -921,3 +1241,189 @@ def test_fail_closed_basics(tmp_path):
     artifact = convert.inspect(unlisted)
     assert artifact.safety == "suspicious"
     assert {g.qualname: g.verdict for g in artifact.globals} == {"mycompany.models.Net": "suspicious"}
+
+
+
+# --------------------------------------------------------------------- issue 12: beyond the table rows
+
+
+def test_pt2_config_entries_the_scan_cannot_account_for_are_unknown(tmp_path):
+    """A payload config entry the scan cannot map to a read makes the file unknown, never safe: an entry naming no
+    member, a constant of a kind torch's loader does not know, an entry without a path, an unreadable config."""
+    torch_ = pytest.importorskip("torch")
+    assert torch_ is torch
+    cases = {
+        "missing-member": lambda m, r: _config_entry(m, r, "constants", "gone", {"path_name": "tensor_9",
+                                                                                 "use_pickle": True}),
+        "unknown-prefix": lambda m, r: (m.__setitem__(f"{r}/data/constants/blob_0", b"\x80\x04N."),
+                                        _config_entry(m, r, "constants", "odd", {"path_name": "blob_0",
+                                                                                 "use_pickle": False})),
+        "no-path": lambda m, r: _config_entry(m, r, "weights", "nameless", {"use_pickle": True}),
+        "not-json": lambda m, r: m.__setitem__(f"{r}/data/weights/model_weights_config.json", b"{not json"),
+    }
+    for label, edit in cases.items():
+        path = _export_archive(tmp_path, f"{label}.pt2", edit)
+        artifact = convert.inspect(path)
+        assert artifact.safety == "unknown", (label, [f.what for f in artifact.findings])
+        assert any(f.severity == "unknown" and "config" in f.what for f in artifact.findings), label
+    benign = _export_archive(tmp_path, "plain.pt2", lambda m, r: None)
+    artifact = convert.inspect(benign)
+    assert artifact.safety == "safe", [f.what for f in artifact.findings]
+    assert artifact.details["pickle_scan"]["pt2_pickled_members"] == 1  # data/sample_inputs/model.pt
+    assert any("sample_inputs/model.pt" in m for m in artifact.details["pickle_scan"]["pickle_members"])
+
+
+def _load_all(fh, load) -> list:
+    values = []
+    while True:
+        try:
+            values.append(load(fh))
+        except EOFError:
+            return values
+
+
+def test_frame_divergence_alone_is_unsafe_and_the_two_unpicklers_really_disagree(tmp_path):
+    """No payload at all: a FRAME whose length disagrees with the opcodes is unsafe by itself, because pickle's C
+    unpickler and its Python one (which joblib.load uses) read such a stream differently. Shown live, on data."""
+    body = u("weights") + MEMOIZE + POP + EMPTY_DICT + STOP
+    straddle = PROTO4 + _frame(body, len(u("weights")) - 3)  # the frame ends inside the string's bytes
+    assert pickle.loads(straddle) == {}  # C: frames are only read-ahead hints
+    with pytest.raises(pickle.UnpicklingError, match="frame"):
+        pickle._loads(straddle)  # Python: the frame bounds are enforced
+    leftover = PROTO4 + _frame(u("a") + STOP + u("b") + STOP, 2 * len(u("a") + STOP)) + pickle.dumps("c", 4)
+    path = write(tmp_path / "leftover.pkl", leftover)
+    with open(path, "rb") as fh:  # C, on a buffered file: it reads on right after each STOP
+        assert _load_all(fh, pickle.load) == ["a", "b", "c"]
+    with open(path, "rb") as fh:  # Python: "b" sits in the frame it already consumed
+        assert _load_all(fh, pickle._load) == ["a", "c"]
+    assert _load_all(io.BytesIO(leftover), pickle.load) == ["a", "c"]  # and C on a file without peek, like Python
+    for data in (straddle, leftover):
+        scan = convert.pickles.scan_bytes(data)
+        assert scan.verdict == "unsafe" and not scan.globals
+        assert any("parser divergence" in f.what for f in scan.findings)
+    well_framed = pickle.dumps({"w": list(range(30_000)), "s": "x" * 70_000}, 4)
+    assert convert.pickles.scan_bytes(well_framed).verdict == "safe"  # many frames, all consistent
+
+
+def test_frame_divergence_exit_code(tmp_path):
+    from compat.cli import main
+
+    path = write(tmp_path / "divergent.pkl", PROTO4 + _frame(u("w") + MEMOIZE + POP + NONE + STOP, 3))
+    assert main(["inspect", str(path)]) == 1
+
+
+def test_zip_members_read_raw_equal_what_zipfile_reads(tmp_path):
+    """The raw reader serves exactly the bytes zipfile would, for every method torch or zipfile reads, in order or
+    with seeks; it reports a CRC that does not match, which zipfile raises on."""
+    from convert import rawzip
+
+    rng = np.random.default_rng(0)
+    payload = rng.integers(0, 256, 300_000, dtype=np.uint8).tobytes() + b"abc" * 50_000
+    path = tmp_path / "methods.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+            zf.writestr(zipfile.ZipInfo(f"m{method}"), payload, compress_type=method)
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            heard = []
+            assert rawzip.anomalies(zf, info) == []
+            with rawzip.open_member(zf, info, heard.append) as fh:
+                assert fh.read() == payload
+            with rawzip.open_member(zf, info, heard.append) as fh:
+                fh.seek(250_000)
+                assert fh.read(1000) == payload[250_000:251_000]
+                fh.seek(10)
+                assert fh.read(5) == payload[10:15]
+            assert heard == []
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("m8")
+    at = _central_entry(bytes(data), "m8")
+    struct.pack_into("<I", data, at + 16, info.CRC ^ 1)
+    damaged = write(tmp_path / "damaged.zip", bytes(data))
+    with zipfile.ZipFile(damaged) as zf:
+        with pytest.raises(zipfile.BadZipFile, match="CRC"):
+            zf.read("m8")
+        heard = []
+        with rawzip.open_member(zf, zf.getinfo("m8"), heard.append) as fh:
+            assert fh.read() == payload
+        assert heard == ["has a CRC that does not match its bytes"]
+
+
+def test_benign_7z_and_quantized_or_recurrent_torchscript_stay_safe(tmp_path, fitted_models):
+    """7-Zip archives of ordinary files scan safe (and say what they hold); a quantized TorchScript model, whose code
+    uses torch's own packed-parameter classes and quantized operators, is no custom code; a scripted LSTM's pickles
+    name TorchScript's own list builders (torch.jit._pickle), which its C++ unpickler resolves itself."""
+    py7zr = pytest.importorskip("py7zr", reason="7-Zip archives are read with py7zr, not installed here")
+    path = tmp_path / "release.7z"
+    with py7zr.SevenZipFile(path, "w") as archive:
+        archive.writestr(pickle.dumps(fitted_models["logistic"], 4), "model.pkl")
+        archive.writestr(b"a,b\n1,2\n", "holdout.csv")
+        archive.writestr(b"(draft) notes\n", "NOTES")
+    artifact = convert.inspect(path)
+    assert (artifact.format, artifact.safety) == ("7z", "safe"), [f.what for f in artifact.findings]
+    assert artifact.details["pickle_scan"]["pickle_members"] == ["model.pkl"]
+    assert "sklearn.linear_model._logistic.LogisticRegression" in {g.qualname for g in artifact.globals}
+    if torch is None:
+        pytest.skip("torch is not installed")
+    model = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()),
+                                                   {torch.nn.Linear}, dtype=torch.qint8)
+    for label, module in (("quantized", model), ("lstm", torch.nn.LSTM(3, 4, num_layers=2))):
+        scripted = tmp_path / f"{label}.pt"
+        torch.jit.save(torch.jit.script(module), scripted)
+        artifact = convert.inspect(scripted)
+        assert artifact.safety == "safe", (label, [f.what for f in artifact.findings])
+        assert artifact.details["pickle_scan"]["torchscript_code_files"] >= 1
+
+
+def _onnx_pickle_polyglot(d, c):
+    """A valid ONNX model (onnx.load reads it; fields may come in any order) whose first fields, model_version and
+    doc_string, are also pickle opcodes: MARK, NONE, DUP, BINPUT, then the doc string runs a payload to STOP."""
+    onnx = pytest.importorskip("onnx")
+    body = b"\x00" + b"01" + b"cos\nsystem\n(S'" + c.command.encode() + b"'\ntR."  # BINPUT's key, POP, POP_MARK, call
+    assert len(body) <= 0x71
+    head = b"\x28\x4e" + b"\x32\x71" + body.ljust(0x71, b" ")  # field 5 = 78; field 6, 113 bytes
+    data = head + tiny_onnx(d / "plain.onnx").read_bytes()
+    assert onnx.load_from_string(data).model_version == 78
+    return write(d / "model.onnx", data)
+
+
+def test_a_file_of_another_format_that_is_also_a_pickle_is_scanned_as_one(tmp_path, canary):
+    """Detection by content says ONNX, and ONNX holds no pickle; but the same bytes are a pickle that runs a
+    command, for whoever unpickles the file by its name. Live control first, in another process."""
+    from compat.cli import main
+
+    control = Canary(tmp_path / "control")
+    sample = _onnx_pickle_polyglot(tmp_path / "c", control) if (tmp_path / "c").mkdir() is None else None
+    subprocess.run([sys.executable, "-c", "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))", str(sample)],
+                   capture_output=True, timeout=120)
+    assert control.fired()
+    (tmp_path / "s").mkdir()
+    path = _onnx_pickle_polyglot(tmp_path / "s", canary)
+    artifact = convert.inspect(path)
+    assert artifact.format == "onnx"
+    assert artifact.safety == "unsafe", [f.what for f in artifact.findings]
+    assert {g.qualname: g.verdict for g in artifact.globals}["os.system"] == "unsafe"
+    assert any("also read as a pickle" in f.what for f in artifact.findings)
+    assert main(["inspect", str(path)]) == 1
+    assert convert.inspect(tiny_onnx(tmp_path / "plain.onnx")).safety == "safe"
+
+
+def test_unsafe_archives_without_unsafe_globals_are_refused_before_torch_loads_them(tmp_path, canary):
+    """A TorchScript archive whose code writes files, and a .pt2 holding native code, import no unsafe global: the
+    verdict itself refuses them (exit 1), before torch.jit.load compiles the code or torch.export.load opens it."""
+    if torch is None:
+        pytest.skip("torch is not installed")
+    from compat.cli import main
+
+    for n, build in enumerate((_scripted_code(b"torch . save (x, target)"), _pt2_aoti)):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        path = build(folder, canary)
+        artifact = convert.inspect(path)
+        assert artifact.safety == "unsafe" and not any(g.verdict == "unsafe" for g in artifact.globals)
+        with pytest.raises(convert.UnsafeArtifactError):
+            convert.load(artifact)
+        assert main(["convert", str(path), "-o", str(tmp_path / "out.onnx")]) == 1
+        assert main(["check", str(path), str(tiny_onnx(tmp_path / "any.onnx"))]) == 1
+    assert not (tmp_path / "out.onnx").exists()

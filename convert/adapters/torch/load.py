@@ -89,6 +89,10 @@ def gate(artifact: Artifact, hints: Hints, scan_must_read: bool = False) -> None
         memory.check_archive(artifact.path, "torch archive")  # torch allocates what the zip directory declares
     if hints.trust:
         return
+    if artifact.safety == "unsafe":  # code in the archive's code/, native code, parser divergence: not only globals
+        reasons = [f.what for f in artifact.findings if f.severity == "unsafe"][:2]
+        raise UnsafeArtifactError("unsafe: " + "; ".join(reasons), path=artifact.path, findings=artifact.findings,
+                                  hint=TRUST_HINT)
     if scan_must_read and artifact.safety == "unknown" and not artifact.globals:
         raise UnsafeArtifactError("the static scan could not read its pickles", path=artifact.path,
                                   findings=artifact.findings, hint=TRUST_HINT)
