@@ -16,9 +16,16 @@ from pathlib import Path
 
 from . import adapters
 from .adapters.base import ClassSpec, Converted, Hints, Loaded
-from .artifact import Artifact, Finding, GlobalRef, PickleScan
-from .errors import (BadInputError, EnvironmentProblem, ModelClassError, ModelportError, UnsafeArtifactError,
-                     UnsupportedModelError)
+from .artifact import Artifact
+from .errors import (
+    BadInputError,
+    EnvironmentProblem,
+    ModelClassError,
+    ModelportError,
+    UnsafeArtifactError,
+    UnsupportedModelError,
+)
+from .findings import Finding, GlobalRef, PickleScan
 from .onnxfile import save
 from .spec import Domain, OutputSpec, Signature, TensorSpec, parse_dims
 
@@ -32,18 +39,15 @@ def inspect(path: str | Path) -> Artifact:
     return _inspect(Path(path))
 
 
-# formats whose loading unpickles: refused before any adapter is chosen unless the scan says safe or trust
-PICKLE_FORMATS = ("pickle", "joblib", "torch-zip", "torch-legacy")
-
-
 def load(source: str | Path | Artifact, hints: Hints | None = None, **hint_fields) -> Loaded:
-    """Load a native model through its adapter. ``hint_fields`` are ``Hints`` fields (``trust=True``, ...)."""
-    from .safeload import check_gate
+    """Load a native model through its adapter. ``hint_fields`` are ``Hints`` fields (``trust=True``, ...).
+    A format whose loading unpickles passes the gate (``formats.gate``) before any adapter is chosen."""
+    from . import formats
 
     artifact = source if isinstance(source, Artifact) else inspect(source)
     hints = hints or Hints(**hint_fields)
-    if artifact.format in PICKLE_FORMATS:
-        check_gate(artifact, hints.trust)
+    if artifact.format in formats.FORMATS and formats.get(artifact.format).unpickles:
+        formats.gate(artifact, hints.trust, vouched=adapters.vouches(artifact))
     return adapters.for_artifact(artifact).load(artifact, hints)
 
 

@@ -6,45 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SAFETY_ORDER = ("safe", "unknown", "suspicious", "unsafe")  # worst last
-
-
-@dataclass(frozen=True)
-class Finding:
-    """Something a static pass noticed. ``severity``: ``unsafe`` | ``suspicious`` | ``unknown`` | ``info``."""
-
-    what: str
-    severity: str
-    where: str = ""
-
-
-@dataclass(frozen=True)
-class GlobalRef:
-    """A global a pickle would import (``module.name``) and what the allowlist says about it."""
-
-    module: str
-    name: str
-    verdict: str  # "safe" | "suspicious" | "unsafe"
-    where: str = ""  # first place seen, e.g. "stream 1 @ byte 312" or "archive/data.pkl @ byte 40"
-    count: int = 1
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.module}.{self.name}"
-
-
-@dataclass(frozen=True)
-class PickleScan:
-    """Result of a static scan of every pickle stream in one file.
-
-    ``verdict`` is fail-closed: a stream that cannot be parsed makes it ``unknown``, never ``safe``."""
-
-    verdict: str  # "safe" | "suspicious" | "unsafe" | "unknown"
-    globals: tuple[GlobalRef, ...] = ()
-    findings: tuple[Finding, ...] = ()
-    streams: int = 0
-    # facts read on the way: e.g. {"sklearn_version": "1.5.2", "protocol": 4, "joblib_arrays": 3}
-    metadata: dict = field(default_factory=dict)
+from . import formats
+from .findings import Finding, GlobalRef, PickleScan, worst
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,18 +65,7 @@ def _jsonable(value):
     return str(value)
 
 
-def worst(verdicts) -> str:
-    """The worst of several safety verdicts (``safe`` < ``unknown`` < ``suspicious`` < ``unsafe``)."""
-    verdicts = list(verdicts)
-    if not verdicts:
-        return "safe"
-    return max(verdicts, key=SAFETY_ORDER.index)
-
-
 # ---------------------------------------------------------------------------------------------- inspect
-
-PICKLE_FORMATS = frozenset(("pickle", "joblib", "torch-zip", "torch-legacy", "torchscript", "torch-export", "npy",
-                            "npz", "zip", "skops", "keras", "7z"))
 
 # top-level module of the globals -> framework, most specific first (a sklearn Pipeline holding numpy arrays
 # is sklearn; a dict of arrays is numpy)
@@ -131,20 +83,21 @@ def inspect(path) -> Artifact:
     """Everything modelport can tell about a model file or SavedModel folder without running any of its
     code: format, framework, the versions it was saved with, sha256, size, and the static pickle scan."""
     from .detect import detect
-    from .pickles import scan_file
+    from .scan import scan_file
 
     path = Path(path)
     detection = detect(path)
     size, digest = _digest(path)
     details = dict(detection.details)
     fmt = detection.format
-    code_scan = _CODE_SCANS.get(fmt)
+    row = formats.get(fmt)
+    code_scan = _CODE_SCANS.get(row.code_scan)
     findings = list(_format_findings(detection))
     globals_: tuple = ()
-    scan = scan_file(path, detection) if fmt in PICKLE_FORMATS else None
+    scan = scan_file(path, detection) if row.container else None
     verdicts = [f.severity for f in findings if f.severity != "info"]
     if code_scan is not None:
-        verdict, more, facts = code_scan(path)
+        verdict, more, facts = code_scan(path, fmt)
         findings.extend(more)
         verdicts.append(verdict)
         for key in ("backend", "keras_version", "tensorflow_version"):
@@ -210,7 +163,8 @@ def _also_a_pickle(path: Path):
     """The scan of a file of another format whose bytes also walk as a pickle that imports or calls something
     (the walk the detector gives headerless pickles), else None. Most formats fail on their first byte."""
     from .detect import PREFIX, Detection
-    from .pickles import may_start_pickle, probe, scan_file
+    from .magic import may_start_pickle
+    from .scan import probe, scan_file
 
     with open(path, "rb") as fh:
         prefix = fh.read(PREFIX)
@@ -243,24 +197,21 @@ def _digest(path: Path) -> tuple[int, str]:
     return total, h.hexdigest()
 
 
-def _keras(fmt: str):
-    def scan(path):
-        from .keras_scan import scan_keras
+def _keras(path, fmt: str):
+    from .scan import scan_keras
 
-        return scan_keras(path, fmt)
-
-    return scan
+    return scan_keras(path, fmt)
 
 
-def _savedmodel(path):
-    from .savedmodel_scan import scan_savedmodel
+def _savedmodel(path, fmt: str):
+    from .scan import scan_savedmodel
 
     return scan_savedmodel(path)
 
 
-# formats whose code references are read statically (convert.keras_scan: Lambda bytecode, custom objects;
-# convert.savedmodel_scan: graph ops and where they are reached)
-_CODE_SCANS = {"keras": _keras("keras"), "keras-h5": _keras("keras-h5"), "savedmodel": _savedmodel}
+# the scans of code that loading runs (Format.code_scan): Lambda bytecode and custom objects in Keras configs,
+# graph ops of a SavedModel and where they are reached
+_CODE_SCANS = {"keras": _keras, "savedmodel": _savedmodel}
 
 
 def _crlf_restored(path: Path, details: dict):
@@ -268,7 +219,7 @@ def _crlf_restored(path: Path, details: dict):
     scan of the restored bytes, else None."""
     if details.get("line_endings") != "CRLF" or not path.is_file() or details.get("compression"):
         return None
-    from .pickles import scan_crlf_restored
+    from .scan import scan_crlf_restored
 
     restored = scan_crlf_restored(path)
     return None if restored.metadata.get("corrupt") else restored
@@ -310,7 +261,7 @@ def _format_findings(detection):
 
 
 def _skops_globals(types) -> list:
-    from .pickles import classify_global
+    from .scan import classify_global
 
     refs = []
     for entry in types:

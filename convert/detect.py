@@ -14,19 +14,16 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import magic
 from .errors import BadInputError
-from .pickles import ZIP_ERRORS
-from .sevenzip import MAGIC as SEVENZIP_MAGIC
-
-FORMATS = ("pickle", "joblib", "torch-zip", "torch-legacy", "torchscript", "torch-export", "savedmodel", "keras",
-           "keras-h5", "hdf5", "onnx", "skops", "safetensors", "npy", "npz", "zip", "7z")
+from .formats import FORMATS, torch_root, zip_format
+from .scan import ZIP_ERRORS
 
 HEAD = 4096  # bytes every sniffer sees
 PREFIX = 1 << 20  # bytes read when a format has to be confirmed by walking or searching
 JSON_MAX = 64 << 20  # largest JSON member/header parsed (safetensors headers, keras configs)
 ONNX_LOAD_MAX = 64 << 20  # ONNX files up to this size are also parsed with onnx.load for details
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SUPPORTED = ("modelport reads pickle/joblib, torch (.pt zip or legacy), TorchScript, torch.export .pt2, "
              "SavedModel folders, Keras .keras/.h5, ONNX, skops, safetensors and numpy files (and scans zip and 7-Zip "
              "archives of them)")
@@ -68,7 +65,7 @@ def detect(path) -> Detection:
             found = reader(path, head, info.st_size)
             if found is not None:
                 return found
-    raise BadInputError(f"not a model file modelport knows: it looks like {describe(head)}", path=path,
+    raise BadInputError(f"not a model file modelport knows: it looks like {magic.describe(head)}", path=path,
                         hint=SUPPORTED)
 
 
@@ -145,56 +142,6 @@ def _savedmodel_text_info(pbtxt: Path) -> dict:
 # -------------------------------------------------------------------------------------------- zips
 
 
-def zip_format(names: list[str]) -> str:
-    """Which zip-based format a member list is (``zip`` when none matches)."""
-    nameset = set(names)
-    for fmt, test in _ZIP_FORMATS:
-        if test(names, nameset):
-            return fmt
-    return "zip"
-
-
-def _torch_root(names, marker: str) -> str | None:
-    """The record folder of a torch archive: ``<root>/`` + marker."""
-    for n in names:
-        parts = n.split("/")
-        if len(parts) == 2 and parts[1] == marker:
-            return parts[0]
-        if n == marker:
-            return ""
-    return None
-
-
-def _is_torch_export(names, nameset) -> bool:
-    return any(n == "archive_format" or n.endswith("/archive_format") or n.endswith("serialized_exported_program.json")
-               for n in names)
-
-
-def _is_torchscript(names, nameset) -> bool:
-    root = _torch_root(names, "constants.pkl")
-    return root is not None and any(n.startswith(f"{root}/code/" if root else "code/") for n in names)
-
-
-def _is_torch_zip(names, nameset) -> bool:
-    root = _torch_root(names, "data.pkl")
-    if root is None:
-        return False
-    pre = f"{root}/" if root else ""
-    return bool({f"{pre}version", f"{pre}.data/version", f"{pre}.data/serialization_id"} & nameset)
-
-
-_ZIP_FORMATS = (
-    ("torch-export", _is_torch_export),
-    ("torchscript", _is_torchscript),
-    ("torch-zip", _is_torch_zip),
-    ("keras", lambda names, s: {"config.json", "metadata.json", "model.weights.h5"} <= s),
-    ("skops", lambda names, s: "schema.json" in s),
-    ("npz", lambda names, s: bool(names) and all(n.endswith(".npy") for n in names)),
-)
-_ZIP_FRAMEWORK = {"torch-export": "torch", "torchscript": "torch", "torch-zip": "torch", "keras": "keras",
-                  "skops": "sklearn", "npz": "numpy"}
-
-
 def _zip(path: Path, head: bytes, size: int) -> Detection:
     try:
         with zipfile.ZipFile(path) as zf:
@@ -202,7 +149,7 @@ def _zip(path: Path, head: bytes, size: int) -> Detection:
             names = [i.filename for i in infos]
             fmt = zip_format(names)
             details = {"members": len(names)}
-            from .pickles import risky_member_names
+            from .scan import risky_member_names
 
             risky = risky_member_names(names)
             if risky:
@@ -211,7 +158,7 @@ def _zip(path: Path, head: bytes, size: int) -> Detection:
     except ZIP_ERRORS as exc:
         raise BadInputError(f"a damaged zip archive: {exc}", path=path,
                             hint="re-save or re-download the file") from None
-    return Detection(fmt, _ZIP_FRAMEWORK.get(fmt), None, details)
+    return Detection(fmt, FORMATS[fmt].framework, None, details)
 
 
 def _read_member(zf: zipfile.ZipFile, name: str, limit: int = JSON_MAX) -> bytes:
@@ -234,9 +181,7 @@ def _text_member(zf: zipfile.ZipFile, name: str) -> str | None:
 
 
 def _torch_details(zf: zipfile.ZipFile, names: list[str]) -> dict:
-    root = _torch_root(names, "data.pkl")
-    if root is None:
-        root = _torch_root(names, "constants.pkl") or ""
+    root = torch_root(names)
     pre = f"{root}/" if root else ""
     details = {
         "archive_root": root,
@@ -347,16 +292,14 @@ def _skops_details(zf: zipfile.ZipFile, names: list[str]) -> dict:
 
 
 def _npz_details(zf: zipfile.ZipFile, names: list[str]) -> dict:
-    from .pickles import descr_has_object
-
     arrays, objects = [], []
     for name in names[:1000]:
         try:
-            header = _npy_header_bytes(_read_member(zf, name, HEAD + 16))
+            header = magic.npy_header(_read_member(zf, name, HEAD + 16))
         except ZIP_ERRORS:
             header = None
         arrays.append(name[:-4])
-        if header is not None and descr_has_object(header.get("descr")):
+        if header is not None and magic.descr_has_object(header.get("descr")):
             objects.append(name[:-4])
     return {"arrays": arrays, "object_arrays": objects}
 
@@ -371,7 +314,7 @@ _ZIP_DETAILS = {"torch-zip": _torch_details, "torchscript": _torch_details, "tor
 
 def _sevenzip(path: Path, head: bytes, size: int) -> Detection:
     """A 7-Zip archive: its member list when py7zr can read the header (the scan reads the members)."""
-    from .sevenzip import SevenZipError, names
+    from .scan.sevenzip import SevenZipError, names
 
     try:
         with open(path, "rb") as fh:
@@ -382,10 +325,6 @@ def _sevenzip(path: Path, head: bytes, size: int) -> Detection:
 
 
 # ----------------------------------------------------------------------------------- hdf5 / numpy
-
-
-def _is_hdf5(head: bytes, size: int) -> bool:
-    return head.startswith(HDF5_SIGNATURE)
 
 
 def _hdf5(path: Path, head: bytes, size: int) -> Detection:
@@ -453,32 +392,11 @@ def _global_heap_objects(blob: bytes):
             pos += 16 + ((size + 7) // 8) * 8
 
 
-def _npy_header_bytes(data: bytes) -> dict | None:
-    """Parse a .npy header from its first bytes (ast.literal_eval: a literal, never code)."""
-    import ast
-
-    if not data.startswith(b"\x93NUMPY") or len(data) < 10:
-        return None
-    major = data[6]
-    width = 2 if major == 1 else 4
-    length = int.from_bytes(data[8:8 + width], "little")
-    text = data[8 + width:8 + width + length]
-    if len(text) < length:
-        return None
-    try:
-        header = ast.literal_eval(text.decode("latin-1" if major < 3 else "utf-8"))
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-    return header if isinstance(header, dict) and "descr" in header else None
-
-
 def _npy(path: Path, head: bytes, size: int) -> Detection:
-    from .pickles import descr_has_object
-
-    header = _npy_header_bytes(head)
+    header = magic.npy_header(head)
     if header is None:
         with open(path, "rb") as fh:
-            header = _npy_header_bytes(fh.read(PREFIX))
+            header = magic.npy_header(fh.read(PREFIX))
     if header is None:
         raise BadInputError("a .npy file with an unreadable header", path=path, hint="re-save it with numpy.save")
     details = {
@@ -486,7 +404,7 @@ def _npy(path: Path, head: bytes, size: int) -> Detection:
         "descr": header.get("descr") if isinstance(header.get("descr"), str) else repr(header.get("descr")),
         "shape": list(header.get("shape", ())),
         "fortran_order": bool(header.get("fortran_order")),
-        "object": descr_has_object(header.get("descr")),
+        "object": magic.descr_has_object(header.get("descr")),
     }
     return Detection("npy", "numpy", None, details)
 
@@ -538,16 +456,12 @@ def _safetensors(path: Path, head: bytes, size: int) -> Detection | None:
 # ------------------------------------------------------------------------------------------ pickles
 
 
-def _is_proto_pickle(head: bytes, size: int) -> bool:
-    return len(head) >= 2 and head[0] == 0x80 and head[1] <= 5
-
-
 def _pickle(path: Path, head: bytes, size: int) -> Detection | None:
-    from .pickles import _TORCH_MAGIC_PICKLE, probe
+    from .scan import probe
 
-    if head.startswith(_TORCH_MAGIC_PICKLE):
+    if head.startswith(magic.TORCH_MAGIC_PICKLE):
         details: dict = {}
-        second = head[len(_TORCH_MAGIC_PICKLE):]
+        second = head[len(magic.TORCH_MAGIC_PICKLE):]
         if second[:3] == b"\x80\x02M" and len(second) >= 6:
             details["torch_legacy_protocol"] = int.from_bytes(second[3:5], "little")
         return Detection("torch-legacy", "torch", None, details)
@@ -568,7 +482,7 @@ def _crlf_pickle(head: bytes) -> bool:
     """A pickle whose every LF byte became CRLF (a text-mode copy, git's autocrlf): it no longer parses,
     but it does once the conversion is undone. Detected so it is reported as a damaged pickle, not as
     unknown binary data."""
-    from .pickles import probe
+    from .scan import probe
 
     lf = head.count(b"\n")
     if not lf or head.count(b"\r\n") != lf:
@@ -577,21 +491,20 @@ def _crlf_pickle(head: bytes) -> bool:
 
 
 def _is_compressed(head: bytes, size: int) -> bool:
-    from .pickles import sniff_compression
-
-    return sniff_compression(head) is not None
+    return magic.compression(head) is not None
 
 
 def _compressed(path: Path, head: bytes, size: int) -> Detection | None:
     """A joblib file compressed with zlib/gzip/bz2/lzma/xz/lz4 (or joblib < 0.10's ZF): confirmed by
     decompressing its first bytes and finding a pickle there."""
-    from .pickles import _Halt, _open_compressed, probe, sniff_compression
+    from .scan import probe
+    from .scan.source import Halt, open_compressed
 
-    compression = sniff_compression(head)
+    compression = magic.compression(head)
     try:
         with open(path, "rb") as fh:
-            inner = _open_compressed(fh, compression).read(HEAD)
-    except _Halt as exc:  # lz4 without the lz4 module: the magic number is unambiguous
+            inner = open_compressed(fh, compression).read(HEAD)
+    except Halt as exc:  # lz4 without the lz4 module: the magic number is unambiguous
         return Detection("joblib", None, compression, {"note": str(exc)})
     except Exception:  # any decompressor error: not this format
         return None
@@ -610,9 +523,9 @@ def _is_any(head: bytes, size: int) -> bool:
 def _text_pickle(path: Path, head: bytes, size: int) -> Detection | None:
     """Pickles without a PROTO header (protocol 0/1, or any stream that starts with another opcode): whatever
     their first opcode, confirmed by walking opcodes (never executing them)."""
-    from .pickles import may_start_pickle, probe
+    from .scan import probe
 
-    if not may_start_pickle(head):
+    if not magic.may_start_pickle(head):
         return None
     with open(path, "rb") as fh:
         prefix = fh.read(PREFIX)
@@ -765,66 +678,14 @@ def _onnx_load_details(path: Path) -> dict:
 # ------------------------------------------------------------------------------------- description
 
 
-_MAGIC = (
-    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-    (b"%PDF", "a PDF document"), (b"\x7fELF", "an ELF executable"), (b"MZ", "a Windows executable"),
-    (b"\x1f\x8b", "gzip-compressed data that is not a joblib pickle"),
-    (b"BZh", "bzip2-compressed data that is not a joblib pickle"),
-    (b"\xfd7zXZ\x00", "xz-compressed data that is not a joblib pickle"), (b"7z\xbc\xaf", "a 7-Zip archive"),
-    (b"Rar!", "a RAR archive"), (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
-    (b"SQLite format 3", "an SQLite database"), (b"PAR1", "a Parquet file"), (b"ARROW1", "an Arrow file"),
-    (b"GGUF", "a GGUF model (llama.cpp), which modelport does not read"), (b"\x00asm", "a WebAssembly module"),
-    (b"\x04\x22\x4d\x18", "lz4-compressed data that is not a joblib pickle"),
-)
-
-
-def describe(head: bytes) -> str:
-    """A few words on what unknown bytes look like, for error messages."""
-    for magic, what in _MAGIC:
-        if head.startswith(magic):
-            return what
-    if head[4:8] == b"TFL3":
-        return "a TensorFlow Lite model, which modelport does not read"
-    if head[257:262] == b"ustar":
-        return "a tar archive"
-    text = _as_text(head)
-    if text is not None:
-        stripped = text.lstrip()
-        if stripped[:1] in ("{", "["):
-            return "a JSON or other text file"
-        if stripped[:1] == "<":
-            return "an XML/HTML text file"
-        if stripped.startswith(("#!", "import ", "from ", "def ", "class ")):
-            return "Python source code (a text file)"
-        lines = [line for line in stripped.splitlines()[:6] if line]
-        lines = lines[:-1] if len(lines) > 2 else lines  # the last line of the head may be cut short
-        if len(lines) > 1 and all(line.count(",") == lines[0].count(",") > 0 for line in lines):
-            return "a CSV text file"
-        return "a text file"
-    if len(head) >= 256 and len(set(head)) > 200:
-        return "random bytes (compressed or encrypted data?)"
-    return "binary data of a kind modelport does not know"
-
-
-def _as_text(head: bytes) -> str | None:
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:
-            return None
-        text = head[:exc.start].decode("utf-8")
-    printable = sum(ch.isprintable() or ch in "\n\r\t" for ch in text)
-    return text if text and printable / len(text) > 0.95 else None
-
-
 # Order matters: specific signatures first; pickles without a header are walked last.
 _SNIFFERS = (
-    (lambda head, size: head.startswith((b"PK\x03\x04", b"PK\x05\x06")), _zip),
-    (lambda head, size: head.startswith(SEVENZIP_MAGIC), _sevenzip),
-    (_is_hdf5, _hdf5),
-    (lambda head, size: head.startswith(b"\x93NUMPY"), _npy),
+    (lambda head, size: magic.is_zip(head), _zip),
+    (lambda head, size: head.startswith(magic.SEVENZIP_MAGIC), _sevenzip),
+    (lambda head, size: head.startswith(magic.HDF5_SIGNATURE), _hdf5),
+    (lambda head, size: head.startswith(magic.NPY_MAGIC), _npy),
     (_is_safetensors, _safetensors),
-    (_is_proto_pickle, _pickle),
+    (lambda head, size: magic.is_proto_pickle(head), _pickle),
     (_is_compressed, _compressed),
     (_is_onnx, _onnx),
     (_is_any, _text_pickle),

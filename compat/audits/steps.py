@@ -17,16 +17,13 @@ import time
 import warnings
 from pathlib import Path
 
+from convert import formats
 from convert.adapters.base import warm_modules
 
 from .diagnose import classify, disagreement, refusal
 
 MAX_FINDINGS = 100
 CHECK_ROWS = 1000
-# formats that are data rather than models: a row only when they carry something to scan
-DATA_FORMATS = {"npy": "data: a numpy array", "npz": "data: numpy arrays",
-                "hdf5": "data: an HDF5 file that is not a Keras model", "zip": "data: a zip archive holding no model",
-                "7z": "data: a 7-Zip archive holding no model"}
 # detect() refusals that describe a damaged model file rather than a file that is no model
 _DAMAGED = {"a damaged zip archive": "zip", "a .npy file with an unreadable header": "npy"}
 
@@ -123,12 +120,13 @@ def _unreadable(path: Path, fmt: str | None, why: str, kind: str = "corrupt or u
 
 def _data_only(artifact) -> str | None:
     """The skip reason for a data file that carries nothing to scan (no pickle, nothing flagged)."""
-    if artifact.format not in DATA_FORMATS:
+    data = formats.get(artifact.format).data if artifact.format in formats.FORMATS else None
+    if data is None:
         return None
     scan = artifact.details.get("pickle_scan") or {}
     if artifact.safety != "safe" or scan.get("streams") or scan.get("npy_object_arrays"):
         return None
-    return DATA_FORMATS[artifact.format]
+    return data
 
 
 def static_facts(artifact) -> dict:
@@ -162,10 +160,6 @@ def _not_reached(why: str):
 
 CLOCK = "clock"  # a pseudo-step: pause / resume the artifact's deadline around framework imports
 
-# formats whose steps need a framework other than their pickles' (the adapter registry knows the rest)
-_FRAMEWORK_OF_FORMAT = {"torch-zip": "torch", "torch-legacy": "torch", "torchscript": "torch", "torch-export": "torch",
-                        "keras": "tensorflow", "keras-h5": "tensorflow", "savedmodel": "tensorflow", "onnx": "onnx",
-                        "skops": "sklearn"}
 # an ONNX file needs onnxruntime only: no adapter
 _ONNX_MODULES = {"load": ("onnxruntime",), "convert": (), "check": ()}
 
@@ -183,17 +177,18 @@ def warm_static(folder: Path) -> None:
         convert.inspect(probe)
     finally:
         probe.unlink()
-    warm_modules({"static": ("convert.keras_scan", "numpy", "h5py")}, "static")  # what scanning an HDF5 file imports
+    warm_modules({"static": ("convert.scan.keras", "numpy", "h5py")}, "static")  # what scanning an HDF5 file imports
 
 
 def framework_of(artifact) -> str | None:
     """The adapter (or ``onnx``) whose modules loading, converting and checking this artifact import."""
-    return _FRAMEWORK_OF_FORMAT.get(artifact.format) or ("sklearn" if artifact.framework == "sklearn" else None)
+    warms = formats.get(artifact.format).warms if artifact.format in formats.FORMATS else None
+    return warms or ("sklearn" if artifact.framework == "sklearn" else None)
 
 
 def _will_load(artifact, trust: bool) -> bool:
     """Will ``steps`` hand this artifact to a loader (not corrupt, and safe or trusted)?"""
-    if artifact.details.get("corrupt") or (artifact.safety != "safe" and not trust):
+    if artifact.details.get("corrupt") or not _may_load(artifact, trust):
         return False
     return _HANDLERS.get(artifact.format, _native) in (_native, _onnx)
 
@@ -253,13 +248,26 @@ def steps(artifact, trust: bool):
         yield "load", _outcome("failed", f"corrupt: {cause or corrupt}", "corrupt")
         yield from _not_reached("not loaded")
         return
-    if artifact.safety != "safe" and not trust:
+    if not _may_load(artifact, trust):
         category, reason = refusal(artifact)
         yield "load", _outcome("refused", reason, category)
         yield from _not_reached("not loaded (pass --trust to load files whose scan is not safe)")
         return
     handler = _HANDLERS.get(artifact.format, _native)
     yield from handler(artifact, trust)
+
+
+def _may_load(artifact, trust: bool) -> bool:
+    """The gate every command applies (``convert.formats.gate``), with what the artifact's loader enforces
+    itself; a corrupt file never gets here."""
+    from convert import adapters
+    from convert.errors import ModelportError
+
+    try:
+        formats.gate(artifact, trust, vouched=adapters.vouches(artifact))
+    except ModelportError:
+        return False
+    return True
 
 
 def _onnx(artifact, trust: bool):
@@ -369,13 +377,13 @@ def _plain_pickle(artifact, trust: bool):
     """A pickle or joblib file no adapter converts (a dict of settings, a model of a library modelport does
     not know): loading it is still a fact worth having. Safe files go through the allowlisting unpickler;
     the rest only get here with trust."""
-    from convert.safeload import load_pickle
+    from convert import adapters
 
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            obj = load_pickle(artifact, trust)
+            obj = adapters.get("sklearn").unpickle(artifact, trust)
     except Exception as exc:
         status, category, reason = classify(exc, artifact)
         yield "load", _outcome(status, reason, category, time.perf_counter() - t0)
@@ -470,5 +478,6 @@ def _convert_and_check(loaded, artifact):
                             time.perf_counter() - checking_since)
 
 
-_HANDLERS = {"onnx": _onnx, "safetensors": _safetensors, "npy": _data, "npz": _data, "hdf5": _data, "zip": _data,
-             "7z": _data}
+# formats the audit handles without an adapter; the rest go to their adapter (``_native``)
+_HANDLERS = {"onnx": _onnx, "safetensors": _safetensors,
+             **{name: _data for name, row in formats.FORMATS.items() if row.data}}

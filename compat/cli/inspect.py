@@ -81,7 +81,7 @@ def render_artifact(a: Artifact, console) -> None:
 
 
 def add_parser(sub, formatter):
-    from convert.pickle_policy import RULE
+    from convert.scan import RULE
 
     p = sub.add_parser("inspect", help="what a model file is, who wrote it, whether it is safe to load",
                        formatter_class=formatter, description=(

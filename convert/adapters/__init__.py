@@ -1,52 +1,65 @@
 """The adapter registry: formats -> the adapter that loads and converts them.
 
-A new framework is a new module here plus one line in ``_REGISTRY``; nothing else changes. Adapter
-modules import their framework lazily, inside their functions, so importing the registry is cheap.
+Which adapter takes which format is a column of the format table (``convert.formats``); this maps adapter
+names to their modules. A new framework is a new subpackage here plus its rows in the format table. Adapter
+packages import their framework lazily, inside their functions, so importing the registry is cheap.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from .. import formats
 from ..artifact import Artifact
 from ..errors import UnsupportedModelError
 from .base import Adapter, Converted, Hints, Loaded
 
-# adapter name -> (module, formats it may handle)
-_REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
-    "sklearn": ("convert.adapters.sklearn", ("pickle", "joblib")),
-    "tensorflow": ("convert.adapters.tensorflow", ("savedmodel", "keras", "keras-h5", "hdf5")),
-    "torch": ("convert.adapters.torch", ("torch-zip", "torch-legacy", "torchscript", "torch-export", "zip")),
-}
+# adapter name -> module exposing ``ADAPTER``
+_MODULES: dict[str, str] = {"sklearn": "convert.adapters.sklearn", "tensorflow": "convert.adapters.tensorflow",
+                            "torch": "convert.adapters.torch"}
 
 
-def register(name: str, module: str, formats: tuple[str, ...]) -> None:
-    """Add (or replace) an adapter. ``module`` must expose a module-level ``ADAPTER``."""
-    _REGISTRY[name] = (module, tuple(formats))
+def register(name: str, module: str) -> None:
+    """Add (or replace) an adapter. ``module`` must expose a module-level ``ADAPTER``; the formats it takes are
+    the format table's rows naming ``name``."""
+    _MODULES[name] = module
 
 
 def get(name: str) -> Adapter:
-    module, _ = _REGISTRY[name]
-    return importlib.import_module(module).ADAPTER
+    return importlib.import_module(_MODULES[name]).ADAPTER
 
 
 def names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return tuple(_MODULES)
+
+
+def find(artifact: Artifact) -> Adapter | None:
+    """The adapter that takes this artifact, or None."""
+    name = formats.get(artifact.format).adapter if artifact.format in formats.FORMATS else None
+    if name is None or name not in _MODULES:
+        return None
+    adapter = get(name)
+    return adapter if adapter.can_load(artifact) else None
 
 
 def for_artifact(artifact: Artifact) -> Adapter:
-    """The first registered adapter that takes this artifact, or UnsupportedModelError (exit 3)."""
-    candidates = [name for name, (_, formats) in _REGISTRY.items() if artifact.format in formats]
-    for name in candidates:
-        adapter = get(name)
-        if adapter.can_load(artifact):
-            return adapter
+    """The adapter that takes this artifact, or UnsupportedModelError (exit 3)."""
+    adapter = find(artifact)
+    if adapter is not None:
+        return adapter
     what = artifact.format + (f" ({artifact.framework})" if artifact.framework else "")
-    if candidates:
-        hint = f"adapters for this format ({', '.join(candidates)}) do not recognise its content"
+    candidate = formats.get(artifact.format).adapter if artifact.format in formats.FORMATS else None
+    if candidate:
+        hint = f"the {candidate} adapter does not recognise its content"
     else:
         hint = "no adapter converts this format yet; `modelport inspect` shows what it is"
     raise UnsupportedModelError(f"cannot convert a {what} file", path=artifact.path, hint=hint)
 
 
-__all__ = ["Adapter", "Converted", "Hints", "Loaded", "for_artifact", "get", "names", "register"]
+def vouches(artifact: Artifact):
+    """What the loader of this artifact enforces itself (see ``formats.gate``): a predicate on GlobalRefs, or None."""
+    adapter = find(artifact)
+    return getattr(adapter, "vouches", None) if adapter is not None else None
+
+
+__all__ = ["Adapter", "Converted", "Hints", "Loaded", "find", "for_artifact", "get", "names", "register", "vouches"]

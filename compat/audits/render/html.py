@@ -30,8 +30,6 @@ def _e(text) -> str:
     return html.escape(clean(text, keep_newlines=True), quote=True)
 
 
-
-
 _CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#fff;--head:#f6f8fa;--good:#1a7f37;--warn:#9a6700;
 --bad:#cf222e;--unk:#8250df;--good-bg:#dafbe1;--warn-bg:#fff8c5;--bad-bg:#ffebe9;--unk-bg:#fbefff;--mut-bg:#eff2f5}

@@ -22,7 +22,6 @@ def tone(status: str | None) -> str:
     return "bad" if status in FAILED else _TONES.get(status, "muted")
 
 
-
 def roots(report: AuditReport) -> list[str]:
     seen: list[str] = []
     for r in report.artifacts:
@@ -92,7 +91,6 @@ def headline(row: AuditRow) -> tuple[str, str]:
     if check is not None and check.status == "pass":
         return "good", clean(check.reason)
     return "good", ""
-
 
 
 def count_text(counts: dict) -> str:

@@ -133,7 +133,5 @@ def to_sarif(report: AuditReport) -> dict:
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 
-
-
 def to_sarif_json(report: AuditReport) -> str:
     return json.dumps(to_sarif(report), indent=2, default=str) + "\n"

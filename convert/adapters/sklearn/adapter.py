@@ -53,6 +53,13 @@ class SklearnAdapter:
     def warm(self, step: str) -> list[str]:
         return warm_modules(self.modules, step)
 
+    def unpickle(self, artifact: Artifact, trust: bool = False):
+        """The object a pickle or joblib file holds, whatever it is (a dict of settings, a model of a library no
+        adapter converts): through the gate and the allowlist-restricted unpickler unless trusted."""
+        from .unpickle import load_pickle
+
+        return load_pickle(artifact, trust)
+
     def can_load(self, artifact: Artifact) -> bool:
         return artifact.framework == "sklearn"
 
@@ -119,14 +126,14 @@ def _require_sklearn():
 def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
     import sklearn
 
-    from ... import safeload  # imported before the try: an ImportError below is the pickle's, not ours
+    from . import unpickle  # imported before the try: an ImportError below is the pickle's, not ours
 
     installed = sklearn.__version__
     saved = artifact.saved_with.get("sklearn")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            obj = safeload.load_pickle(artifact, trust)
+            obj = unpickle.load_pickle(artifact, trust)
         except (ModuleNotFoundError, ImportError, AttributeError) as exc:
             raise _drift_error(artifact, installed, saved, _first_line(exc)) from None
         except ValueError as exc:
@@ -135,7 +142,7 @@ def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
                                     hint="restore it from the original source") from None
             raise _drift_error(artifact, installed, saved, "a tree pickled before scikit-learn 1.3 (old node "
                                "layout), which later releases cannot read") from None
-        except MemoryError as exc:  # safeload refused damaged streams already: an allocation failed
+        except MemoryError as exc:  # the gate refused damaged streams already: an allocation failed
             raise OutOfMemoryError(f"ran out of memory while loading it: {_first_line(exc)}", path=artifact.path,
                                    hint="nothing was converted; run it where more memory is free") from None
         except (EOFError, TypeError, KeyError, IndexError, OverflowError) as exc:

@@ -8,7 +8,8 @@ import re
 
 from ...artifact import Artifact, Finding
 from ...errors import BadInputError, UnsafeArtifactError, UnsupportedModelError
-from ...keras_scan import scan_keras
+from ... import formats
+from ...scan import scan_keras
 from ...spec import Domain, OutputSpec, TensorSpec
 from . import env
 from .to_onnx import Serving
@@ -33,10 +34,7 @@ def scan_gate(artifact: Artifact, fmt: str, trust: bool) -> tuple[list[Finding],
         hint = "save the whole model with model.save('model.keras'), not save_weights" if "model_config" in error \
             else "re-save the model; nothing was written"
         raise BadInputError(f"not a loadable Keras model: {error}", path=artifact.path, hint=hint)
-    flagged = [f for f in findings if f.severity in ("unsafe", "suspicious")]
-    if flagged and not trust:
-        shown = "; ".join(f"{f.what}" for f in flagged[:3]) + (f" (+{len(flagged) - 3} more)" if len(flagged) > 3 else "")
-        raise UnsafeArtifactError(f"{verdict}: {shown}", path=artifact.path, findings=findings, hint=TRUST_HINT)
+    formats.gate(artifact, trust)  # Lambda layers, custom objects, non-modeling APIs: refused without trust
     if facts.get("tf_op_layers"):
         raise UnsupportedModelError(f"tf-keras TFOpLambda layers ({', '.join(facts['tf_op_layers'][:3])}), which Keras 3 "
                                     "cannot load", path=artifact.path,

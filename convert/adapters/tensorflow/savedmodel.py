@@ -8,7 +8,8 @@ from pathlib import Path
 from ... import memory
 from ...artifact import Artifact, Finding
 from ...errors import BadInputError, OutOfMemoryError, UnsafeArtifactError, UnsupportedModelError
-from ...savedmodel_scan import scan_savedmodel
+from ... import formats
+from ...scan import scan_savedmodel
 from ...spec import OutputSpec, TensorSpec
 from . import env
 from .to_onnx import Serving
@@ -59,11 +60,8 @@ def scan_gate(artifact: Artifact, trust: bool, notes: list[str]) -> tuple[list[F
                                   findings=findings, hint=LINK_HINT)
     if facts.get("error"):
         raise BadInputError(facts["error"], path=artifact.path, hint="copy the whole folder again")
+    formats.gate(artifact, trust)  # file, network or Python ops, ops off the allowlist: refused without trust
     flagged = [f for f in findings if f.severity in ("unsafe", "suspicious")]
-    if flagged and not trust:
-        shown = "; ".join(f"{f.what} (in {f.where})" for f in flagged[:3])
-        more = f" (+{len(flagged) - 3} more)" if len(flagged) > 3 else ""
-        raise UnsafeArtifactError(f"{verdict}: {shown}{more}", path=artifact.path, findings=findings, hint=TRUST_HINT)
     for f in flagged:
         notes.append(f"loaded with --trust: {f.what} (in {f.where})")
     return findings, facts

@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import time
 
+from ... import formats
 from ...artifact import Artifact
 from ...errors import BadInputError, UnsupportedModelError
 from ...onnxfile import finalize
 from ...spec import Signature
 from . import export as exp
 from .env import Native, first_line, require_torch, root_cause
-from .load import LOADERS, load_script, weights_summary
+from .load import LOADERS, load_script, vouches, weights_summary
 from .sig import Runner, callable_of, example_feeds, input_specs, output_specs, program_symbols
 from ..base import Converted, Hints, Loaded, Stopwatch, warm_modules
 
 PLAIN, TORCHSCRIPT = None, exp.TORCHSCRIPT
-TORCH_FORMATS = ("torch-zip", "torch-legacy", "torchscript", "torch-export")
+TORCH_FORMATS = tuple(f for f in formats.formats_of("torch") if formats.get(f).framework == "torch")
 TORCH_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin")  # a plain zip under these names is a broken torch file
 SLOW_EXPORT = 1.0  # seconds: a dynamo export slower than this is timed against the TorchScript exporter
 # exporters to try, in order, per kind of native model (the TorchScript exporter is the fallback)
@@ -41,11 +42,15 @@ KIND_NAMES = {"module": "an nn.Module", "export": "a torch.export archive", "scr
 
 class TorchAdapter:
     name = "torch"
-    formats = TORCH_FORMATS + ("zip",)
+    formats = formats.formats_of("torch")
     modules = {"load": ("torch",), "convert": ("torch.onnx", "onnxscript"), "check": ("onnxruntime",)}
 
     def warm(self, step: str) -> list[str]:
         return warm_modules(self.modules, step)
+
+    def vouches(self, ref) -> bool:
+        """Globals torch's ``weights_only`` unpickler enforces itself (see ``formats.gate``)."""
+        return vouches(ref)
 
     def weights_summary(self, artifact: Artifact, trust: bool = False) -> dict | None:
         """What a ``torch.save`` file holding weights (a state dict, or a checkpoint with one) weighs: tensors,

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping
 
-from ... import memory
+from ... import formats, memory
 from ...artifact import Artifact
 from ...errors import (BadInputError, ModelClassError, OutOfMemoryError, UnsafeArtifactError,
                       UnsupportedModelError)
@@ -34,10 +34,10 @@ STATE_KEYS = ("model_state_dict", "state_dict", "model_state", "model", "net", "
               "model_ema", "ema_state_dict", "ema", "weights", "params")
 # prefixes wrappers add to every key: DataParallel / DistributedDataParallel, torch.compile
 WRAPPER_PREFIXES = {"module.": "DataParallel/DistributedDataParallel", "_orig_mod.": "torch.compile"}
-# names TorchScript's C++ unpickler resolves itself (never Python imports)
-TORCHSCRIPT_BUILTINS = ("torch.jit._pickle.", "__torch__.")
 SHOWN = 3  # keys listed per kind of mismatch
-ZIP_FORMATS = ("torch-zip", "torchscript", "torch-export")
+# torch archives: zips torch itself writes (their directories declare what torch will allocate)
+ZIP_FORMATS = tuple(f for f in formats.formats_of("torch")
+                    if formats.get(f).container == "zip" and formats.get(f).framework == "torch")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,49 +61,20 @@ def _torch_allowed() -> set[str]:
         return set()
 
 
-def foreign_globals(artifact: Artifact) -> list[str]:
-    """Globals the file's pickles would import beyond plain tensors and containers: those torch's
-    ``weights_only`` unpickler refuses (unless our own allowlist vouches for them) and any the scan calls
-    unsafe. For TorchScript, names its C++ unpickler resolves itself are not imports."""
-    allowed = _torch_allowed()
-    foreign = []
-    for g in artifact.globals:
-        name = _canonical(g.qualname)
-        if artifact.format == "torchscript" and name.startswith(TORCHSCRIPT_BUILTINS):
-            continue
-        if g.verdict == "unsafe" or (name not in allowed and g.verdict != "safe"):
-            foreign.append(g.qualname)
-    return sorted(foreign, key=lambda q: (q.startswith("torch."), q))  # user classes first
+def vouches(ref) -> bool:
+    """Does torch's own ``weights_only`` unpickler accept this global? Then it enforces it itself when the
+    file is loaded untrusted (``formats.gate`` lets a file through whose only flags are such globals)."""
+    return _canonical(ref.qualname) in _torch_allowed()
 
 
-def gate(artifact: Artifact, hints: Hints, scan_must_read: bool = False) -> None:
-    """Raise unless the file may be loaded: corrupt -> BadInputError; a zip archive declaring more memory than
-    a bound -> OutOfMemoryError (trust or not); foreign globals without --trust ->
-    UnsafeArtifactError listing them. ``scan_must_read``: the loader has no restricted unpickler of its own
-    (torch.export.load), so a scan that could not read the pickles is a refusal. Nothing of the file runs here."""
-    corrupt = artifact.details.get("corrupt")
-    if corrupt:
-        raise BadInputError(f"corrupt or truncated torch file: {corrupt}", path=artifact.path,
-                            hint="restore it from the original source; nothing was loaded")
+def gate(artifact: Artifact, hints: Hints) -> None:
+    """Raise unless the file may be loaded (``formats.gate``, with what ``weights_only`` enforces itself), and
+    refuse a zip archive declaring more memory than a bound, trust or not (torch allocates what the zip
+    directory declares). Nothing of the file runs here."""
+    formats.gate(artifact, hints.trust, vouched=vouches,
+                 hint=f"{TRUST_HINT}; or save model.state_dict() and convert it with --model-class")
     if artifact.format in ZIP_FORMATS:
-        memory.check_archive(artifact.path, "torch archive")  # torch allocates what the zip directory declares
-    if hints.trust:
-        return
-    if artifact.safety == "unsafe":  # code in the archive's code/, native code, parser divergence: not only globals
-        reasons = [f.what for f in artifact.findings if f.severity == "unsafe"][:2]
-        raise UnsafeArtifactError("unsafe: " + "; ".join(reasons), path=artifact.path, findings=artifact.findings,
-                                  hint=TRUST_HINT)
-    if scan_must_read and artifact.safety == "unknown" and not artifact.globals:
-        raise UnsafeArtifactError("the static scan could not read its pickles", path=artifact.path,
-                                  findings=artifact.findings, hint=TRUST_HINT)
-    foreign = foreign_globals(artifact)
-    if foreign:
-        listed = ", ".join(foreign[:6]) + (f" (+{len(foreign) - 6} more)" if len(foreign) > 6 else "")
-        unsafe = any(g.verdict == "unsafe" for g in artifact.globals if g.qualname in foreign)
-        what = "code that unpickling would run" if unsafe else "pickled Python objects beyond tensors (a whole module?)"
-        raise UnsafeArtifactError(
-            f"holds {what}: loading would import {listed}", path=artifact.path, findings=artifact.findings,
-            hint=f"{TRUST_HINT}; or save model.state_dict() and convert it with --model-class")
+        memory.check_archive(artifact.path, "torch archive")
 
 
 def _vouched_globals(artifact: Artifact) -> list:
@@ -500,7 +471,7 @@ def load_script(artifact: Artifact, hints: Hints) -> Native:
 def load_export(artifact: Artifact, hints: Hints) -> Native:
     """A ``torch.export.save`` archive (.pt2): the traced program and its input specs, no class needed."""
     torch = require_torch()
-    gate(artifact, hints, scan_must_read=True)  # torch.export.load unpickles members with weights_only=False
+    gate(artifact, hints)  # torch.export.load unpickles members with weights_only=False: the gate must hold
     try:
         program = torch.export.load(str(artifact.path))
     except Exception as exc:

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import bz2
 import io
+import lzma
 import struct
 import zipfile
 import zlib
 from collections.abc import Callable
 
+# what zipfile raises on damaged or hostile archives, besides BadZipFile (RuntimeError covers encrypted
+# members and NotImplementedError for unknown methods/versions; bad offsets surface as ValueError)
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, RuntimeError, struct.error,
+              OverflowError, KeyError, IndexError, zlib.error, lzma.LZMAError)
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")  # signature, version, flags, method, time, date, crc, sizes, name/extra
 _LOCAL_SIG = b"PK\x03\x04"
 _RAW_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2)

@@ -47,13 +47,14 @@ import joblib
 import numpy as np
 import pytest
 import savedmodel_payloads as sp
-from conftest import Call, Canary
+from canary import Call, Canary
 from test_pickles import MARK, POP, PROTO2, PROTO4, REDUCE, STACK_GLOBAL, STOP, u, x
 from tiny_models import tiny_onnx
 
 import convert
+import convert.scan
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "fixtures"
 
 try:  # TorchScript compiles from source: the module must be defined in a file, at top level
@@ -1298,11 +1299,11 @@ def test_frame_divergence_alone_is_unsafe_and_the_two_unpicklers_really_disagree
         assert _load_all(fh, pickle._load) == ["a", "c"]
     assert _load_all(io.BytesIO(leftover), pickle.load) == ["a", "c"]  # and C on a file without peek, like Python
     for data in (straddle, leftover):
-        scan = convert.pickles.scan_bytes(data)
+        scan = convert.scan.scan_bytes(data)
         assert scan.verdict == "unsafe" and not scan.globals
         assert any("parser divergence" in f.what for f in scan.findings)
     well_framed = pickle.dumps({"w": list(range(30_000)), "s": "x" * 70_000}, 4)
-    assert convert.pickles.scan_bytes(well_framed).verdict == "safe"  # many frames, all consistent
+    assert convert.scan.scan_bytes(well_framed).verdict == "safe"  # many frames, all consistent
 
 
 def test_frame_divergence_exit_code(tmp_path):
@@ -1315,7 +1316,7 @@ def test_frame_divergence_exit_code(tmp_path):
 def test_zip_members_read_raw_equal_what_zipfile_reads(tmp_path):
     """The raw reader serves exactly the bytes zipfile would, for every method torch or zipfile reads, in order or
     with seeks; it reports a CRC that does not match, which zipfile raises on."""
-    from convert import rawzip
+    from convert.scan import rawzip
 
     rng = np.random.default_rng(0)
     payload = rng.integers(0, 256, 300_000, dtype=np.uint8).tobytes() + b"abc" * 50_000

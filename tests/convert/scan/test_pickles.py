@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 import sklearn
 
-from convert import pickles
-from convert.pickles import classify_global, is_allowed, scan_bytes, scan_file, scan_stream
+from convert.scan import classify_global, is_allowed, scan_bytes, scan_file, scan_stream
+from convert.scan import containers as pickles
+from convert.scan.policy import ALLOWLIST_PATH
 
 # --------------------------------------------------------------------------------- opcode assembly
 
@@ -79,7 +80,7 @@ def test_reduce_payload_is_unsafe_in_every_protocol(canary, tmp_path, protocol):
 
 def test_positive_control_the_payload_really_runs(tmp_path):
     """The payloads in this file are live: loading one for real creates its canary."""
-    from conftest import Canary  # noqa: PLC0415 -- the helper class, not a fixture
+    from canary import Canary  # noqa: PLC0415 -- the helper class, not a fixture
 
     control = Canary(tmp_path / "control")
     path = tmp_path / "model.pkl"
@@ -203,7 +204,7 @@ def test_payload_after_a_joblib_array_block(canary, tmp_path, protocol, compress
 
 
 def test_positive_control_joblib_runs_code_after_the_array_block(tmp_path):
-    from conftest import Canary  # noqa: PLC0415
+    from canary import Canary  # noqa: PLC0415
 
     control = Canary(tmp_path / "control")
     path = tmp_path / "model.joblib"
@@ -310,7 +311,7 @@ def test_array_bytes_that_plain_pickle_load_would_run(canary, tmp_path, protocol
     flagged = [g for g in scan.globals if g.verdict == "unsafe"]
     assert flagged and "array bytes read as opcodes" in flagged[0].where
     # positive control: plain pickle.load runs it
-    from conftest import Canary  # noqa: PLC0415
+    from canary import Canary  # noqa: PLC0415
 
     control = Canary(tmp_path / "control")
     sink = _NoTell()
@@ -599,11 +600,11 @@ def test_memory_stays_bounded_on_big_files(tmp_path):
     path = tmp_path / "big.pkl"
     with open(path, "wb") as fh:
         pickle.dump({"blob": bytes(64 << 20), "words": [f"w{i}" for i in range(2_000_000)]}, fh, protocol=4)
-    code = ("import resource, sys; from convert.pickles import scan_file; "
+    code = ("import resource, sys; from convert.scan import scan_file; "
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; scan = scan_file(sys.argv[1]); "
             "print(scan.verdict, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300,
-                          cwd=Path(pickles.__file__).parents[1])
+                          cwd=Path(pickles.__file__).parents[2])
     verdict, grown_kb = done.stdout.split()
     assert verdict == "safe", done.stderr
     assert path.stat().st_size > 80 << 20
@@ -641,7 +642,7 @@ def test_classify_global(module, name, verdict):
 
 
 def test_allowlist_is_generated_data_with_provenance():
-    raw = pickles.ALLOWLIST_PATH.read_text()
+    raw = ALLOWLIST_PATH.read_text()
     data = json.loads(raw)
     assert data["sources"], "the generator records the library versions it ran with"
     for versions in data["sources"].values():

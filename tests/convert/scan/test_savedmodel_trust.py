@@ -20,9 +20,9 @@ import convert
 from compat import audit
 from compat.cli import main
 from convert.errors import UnsafeArtifactError
-from convert.savedmodel_scan import ALLOWLIST, scan_savedmodel
+from convert.scan.savedmodel import ALLOWLIST, scan_savedmodel
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TF_FIXTURES = ROOT / "fixtures" / "tensorflow"
 CHECKPOINT_OPS = {"SaveV2", "RestoreV2", "MergeV2Checkpoints", "Save", "SaveSlices", "Restore", "RestoreSlice"}
 

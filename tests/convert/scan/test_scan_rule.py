@@ -1,4 +1,4 @@
-"""The verdict on a pickled name is a written rule (convert/pickle_policy.py), not a list of examples.
+"""The verdict on a pickled name is a written rule (convert/scan/policy.py), not a list of examples.
 
 Names here are chosen from outside what the rule was built around: gadgets of the public advisories against pickle
 scanners in modules no explicit rule names, network and process clients, the classes of projects, and the old
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 import convert
-from convert.pickle_policy import LEGACY_PATH, RULE, classify_global, is_allowed, legacy_name, rules
+from convert.scan.policy import LEGACY_PATH, RULE, classify_global, is_allowed, legacy_name, rules
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CORPUS = Path("/work/shared/legacy-corpus")
 
 
@@ -111,7 +111,7 @@ def test_the_history_table_leads_somewhere():
     spec = importlib.util.spec_from_file_location("make_allowlist", ROOT / "fixtures" / "make_allowlist.py")
     make_allowlist = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_allowlist)
-    safe = json.loads((ROOT / "convert" / "pickle_allowlist.json").read_text())["safe"]
+    safe = json.loads((ROOT / "convert" / "scan" / "pickle_allowlist.json").read_text())["safe"]
     assert make_allowlist.check_legacy_names(safe) == []
 
 

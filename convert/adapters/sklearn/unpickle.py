@@ -1,4 +1,4 @@
-"""Unpickling through the safety gate.
+"""Pickle and joblib files unpickled through the safety gate (the sklearn adapter's formats).
 
 The static scan decides first: a file whose verdict is not ``safe`` is refused unless the user trusts
 it. Then, as defence in depth, the unpickler itself only resolves allowlisted globals (a scanner bug or
@@ -10,30 +10,10 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from .artifact import Artifact
-from .errors import BadInputError, UnsafeArtifactError
-from .pickles import is_allowed
-
-
-def check_gate(artifact: Artifact, trust: bool) -> None:
-    """Raise unless loading this artifact's pickles is allowed."""
-    corrupt = artifact.details.get("corrupt")
-    if corrupt and (trust or artifact.safety != "unsafe"):  # what a broken stream imports still decides first
-        raise BadInputError(f"corrupt or truncated file: {corrupt}", path=artifact.path,
-                            hint="restore it from the original source; nothing was loaded")
-    if artifact.safety == "safe" or trust:
-        return
-    flagged = [g for g in artifact.globals if g.verdict != "safe"]
-    if flagged:
-        listed = ", ".join(g.qualname for g in flagged[:5]) + (" ..." if len(flagged) > 5 else "")
-        what = f"{artifact.safety}: unpickling would import {listed}"
-    else:
-        reasons = [f.what for f in artifact.findings if f.severity != "info"][:2]
-        what = f"{artifact.safety}: " + ("; ".join(reasons) if reasons else "the static scan could not vouch for it")
-    raise UnsafeArtifactError(
-        what, path=artifact.path, findings=artifact.findings,
-        hint="inspect it with `modelport inspect`; pass --trust only if you trust whoever wrote it",
-    )
+from ...artifact import Artifact
+from ...errors import BadInputError, UnsafeArtifactError
+from ...formats import gate
+from ...scan import is_allowed
 
 
 class _Refused(Exception):
@@ -53,7 +33,7 @@ def _restricted(base):
 
 def load_pickle(artifact: Artifact, trust: bool = False):
     """Load a pickle or joblib file. Raises UnsafeArtifactError / BadInputError with one-line reasons."""
-    check_gate(artifact, trust)
+    gate(artifact, trust)
     path = Path(artifact.path)
     try:
         if artifact.format == "joblib" or artifact.compression:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .artifact import Finding, worst
+from ..findings import Finding, worst
 
 ALLOWLIST = Path(__file__).with_name("tf_op_allowlist.json")
 MAX_FINDINGS = 200

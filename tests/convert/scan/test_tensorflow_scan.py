@@ -1,4 +1,4 @@
-"""convert.keras_scan and convert.savedmodel_scan: what Keras files and SavedModels would run, read without
+"""convert.scan.keras and convert.scan.savedmodel: what Keras files and SavedModels would run, read without
 importing TensorFlow.
 Keras files here are written by hand (a zip with config.json, an HDF5 file with attributes), so every case
 is exact and nothing needs TensorFlow; SavedModels are the committed fixtures."""
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.keras_scan import scan_keras, scan_keras_config, scan_savedmodel
+from convert.scan import scan_keras, scan_keras_config, scan_savedmodel
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TF_FIXTURES = ROOT / "fixtures" / "tensorflow"
 
 
@@ -146,7 +146,7 @@ def test_savedmodel_nested_past_any_exporter_is_unknown_not_a_crash(tmp_path):
 
 def test_scanning_never_imports_tensorflow(tmp_path):
     path = write_keras(tmp_path / "m.keras", functional(LAMBDA))
-    code = ("import sys\nfrom convert.keras_scan import scan_keras, scan_savedmodel\n"
+    code = ("import sys\nfrom convert.scan import scan_keras, scan_savedmodel\n"
             f"scan_keras({str(path)!r}, 'keras')\nscan_savedmodel({str(TF_FIXTURES / 'recurrent_savedmodel')!r})\n"
             f"scan_keras({str(TF_FIXTURES / 'two_inputs.h5')!r}, 'keras-h5')\n"
             "import convert.adapters.tensorflow\n"

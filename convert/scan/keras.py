@@ -17,8 +17,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .artifact import Finding, worst
-from .savedmodel_scan import scan_savedmodel  # noqa: F401  (the public name callers import from here)
+from ..findings import Finding, worst
 
 CONFIG_MAX = 64 << 20  # largest config.json / metadata.json read
 MAX_NODES = 2_000_000  # config nodes walked before giving up (fail closed: "unknown")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 
-MAGIC = b"7z\xbc\xaf\x27\x1c"
 IN_MEMORY = 64 << 20  # a member larger than this spills to a temporary file while it is scanned
 TOTAL_MAX = 8 << 30  # uncompressed bytes read from one archive, at most
 
