@@ -19,16 +19,17 @@ TRACKED = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "onnxscri
 
 
 def environment() -> dict:
+    """Python, platform, and the installed release of each tracked distribution under its own name."""
+    from ..console import version
+
     env = {"python": platform.python_version(), "platform": f"{sys.platform}-{platform.machine()}"}
     for dist in TRACKED:
         try:
             env[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    try:
-        env["modelport"] = metadata.version("modelport")
-    except metadata.PackageNotFoundError:
-        pass
+    if version() != "unknown":
+        env["modelport"] = version()
     return env
 
 

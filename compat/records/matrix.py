@@ -87,9 +87,9 @@ def _modelport_source() -> tuple[str, str]:
     if (root / "pyproject.toml").exists() and (root / "convert").is_dir():
         stamp = hashlib.sha256((root / "pyproject.toml").read_bytes()).hexdigest()[:12]
         return f"-e {root}", f"src-{stamp}"
-    from importlib import metadata
+    from ..console import version as modelport_version
 
-    version = metadata.version("modelport")
+    version = modelport_version()
     return f"modelport=={version}", version
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...artifact import Artifact
+from ... import versions
 from ...errors import BadInputError, EnvironmentProblem, OutOfMemoryError, UnsupportedModelError
 from ...spec import Domain, OutputSpec, Signature, TensorSpec
 from . import domains, functions, trees
@@ -161,11 +162,6 @@ def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
     return obj
 
 
-def _release(version: str | None) -> tuple[int, ...] | None:
-    m = re.match(r"(?:before )?(\d+)\.(\d+)", version or "")
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
 def _normalize_pre_1_4_class_counts(obj, saved: str | None, notes: list[str]) -> None:
     """scikit-learn 1.4 changed what a classification tree stores in ``tree_.value``: weighted class
     fractions instead of counts, and dropped the normalization from ``predict_proba``. A tree pickled
@@ -174,7 +170,7 @@ def _normalize_pre_1_4_class_counts(obj, saved: str | None, notes: list[str]) ->
     computed, and the note says so; the file is untouched."""
     import sklearn
 
-    before, now = _release(saved), _release(sklearn.__version__)
+    before, now = versions.release(saved), versions.release(sklearn.__version__)
     if before is None or now is None or not (before < (1, 4) <= now):
         return
     fixed = sums = 0
