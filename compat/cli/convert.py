@@ -33,6 +33,7 @@ def run(args) -> int:
 
     from ..checks.report import junit_suites, render_text
 
+    common.check_outputs(args.output, args.report, args.junit)
     out = console()
     loaded = convert.load(args.path, common.hints(args))
     from rich.markup import escape
