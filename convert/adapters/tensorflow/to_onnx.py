@@ -82,7 +82,14 @@ def to_onnx(serving: Serving, signature: Signature, opset: int, path, notes: lis
     _refuse_unconverted(model, opset, path, caught)
     _name_values(model, signature, notes)
     _name_dims(model, signature)
+    model.producer_version = producer_version(model.producer_version)
     return model
+
+
+def producer_version(text: str) -> str:
+    """tf2onnx writes its version followed by its build's git hash, which is the word ``None`` in released
+    wheels (``1.17.0 None``): keep the version, and a hash only when there is one."""
+    return " ".join(part for part in text.split() if part != "None")
 
 
 def _failed(exc: Exception, path) -> UnsupportedModelError:
