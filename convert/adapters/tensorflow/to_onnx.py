@@ -1,7 +1,7 @@
 """A traced TensorFlow function -> ONNX through tf2onnx, with the names and dynamic dims modelport promises.
 
 tf2onnx 1.17's ``from_keras`` fails on Keras 3 models and its Python API has no ``from_saved_model``
-(STACK.md). Both our routes end in a concrete function with an explicit input signature, which goes through
+(measured with Keras 3.15). Both our routes end in a concrete function with an explicit input signature, which goes through
 the same two steps tf2onnx's own ``from_function`` and ``--saved-model`` paths use: freeze it together with
 the object owning its variables and lookup tables (``tf_loader.from_trackable``), then convert the frozen
 graph (``convert._convert_common``). tf2onnx is told to continue past ops it cannot map, so that every such
