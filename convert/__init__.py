@@ -52,8 +52,13 @@ def load(source: str | Path | Artifact, hints: Hints | None = None, **hint_field
 
 
 def to_onnx(loaded: Loaded, opset: int | None = None, remedy: str | None = None) -> Converted:
-    """Convert a loaded model; ``remedy`` picks one of ``remedies(loaded)`` (None: the plain conversion)."""
-    return adapters.get(loaded.adapter).to_onnx(loaded, opset=opset, remedy=remedy)
+    """Convert a loaded model; ``remedy`` picks one of ``remedies(loaded)`` (None: the plain conversion). The
+    graph's metadata names the file it came from (``onnxfile.stamp_source``)."""
+    from .onnxfile import stamp_source
+
+    converted = adapters.get(loaded.adapter).to_onnx(loaded, opset=opset, remedy=remedy)
+    stamp_source(converted.model, Path(loaded.artifact.path).name, loaded.artifact.sha256)
+    return converted
 
 
 def remedies(loaded: Loaded) -> tuple[str | None, ...]:

@@ -34,6 +34,15 @@ class ModelClassError(BadInputError):
     no longer loads", because it is the caller's mistake, not the environment's."""
 
 
+class CannotLoadError(BadInputError):
+    """The file cannot be loaded in this environment for a diagnosed reason (``convert.diagnosis``): ``category``
+    is ``version-drift``, ``missing-class`` or ``corrupt``, and the audit reports it as it is. Exit 2."""
+
+    def __init__(self, message: str, *, category: str, path=None, hint=None):
+        self.category = category
+        super().__init__(message, path=path, hint=hint)
+
+
 class UnsafeArtifactError(ModelportError):
     """Loading would run code the static scan does not trust (exit 1)."""
 

@@ -40,12 +40,43 @@ def opset_of(model, domain: str = "") -> int | None:
     return None
 
 
-def save(model, path: str | Path) -> Path:
+# metadata_props keys modelport writes into every graph it converts: which file it came from
+SOURCE_NAME, SOURCE_SHA256 = "modelport.source", "modelport.source_sha256"
+
+
+def stamp_source(model, name: str, sha256: str):
+    """Record in the graph which file it was converted from (its name, not its folder, and its sha256): a
+    later conversion can tell its own output from another file's."""
+    kept = [p for p in model.metadata_props if p.key not in (SOURCE_NAME, SOURCE_SHA256)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in ((SOURCE_NAME, name), (SOURCE_SHA256, sha256)):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
+
+
+def source_of(path: str | Path) -> dict | None:
+    """``{"name", "sha256"}`` of the file an ONNX file at ``path`` was converted from, when modelport wrote it;
+    None for any other file (written by another tool, or not ONNX)."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX, unreadable: not ours
+        return None
+    props = {p.key: p.value for p in model.metadata_props}
+    if SOURCE_NAME not in props:
+        return None
+    return {"name": props[SOURCE_NAME], "sha256": props.get(SOURCE_SHA256)}
+
+
+def save(model, path: str | Path, *, unchanged_since=None) -> Path:
     """Write ``model`` to ``path`` through a temporary file in the same directory and an atomic rename,
-    so a crash never leaves half a model behind."""
+    so a crash never leaves half a model behind (``unchanged_since``: see ``atomic.write_atomic``)."""
     path = Path(path)
     data = model.SerializeToString()
-    write_atomic(path, data)
+    write_atomic(path, data, unchanged_since=unchanged_since)
     return path
 
 

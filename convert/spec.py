@@ -7,6 +7,7 @@ it in; ``compat.checks.inputs`` turns it into realistic rows without knowing any
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -102,13 +103,21 @@ class Signature:
         return ", ".join(s.describe() for s in self.inputs) + " -> " + ", ".join(self.output_names)
 
 
+_DIM = re.compile(r"[1-9][0-9]*|[A-Za-z_][A-Za-z0-9_]*")  # a size, or the name of a dynamic dimension
+_INPUT_NAME = re.compile(r"[^\s=:]+")
+
+
 def parse_dims(text: str, sep: str = "x") -> tuple[Dim, ...]:
-    """``"batchx3x32"`` -> ``("batch", 3, 32)``; a non-numeric dim is symbolic."""
+    """``"batchx3x32"`` -> ``("batch", 3, 32)``. A dim is a positive size or a name (a dynamic dimension:
+    letters, digits, ``_``, not starting with a digit); anything else (``batch*3*32``, ``-1``, ``3.5``) is
+    refused rather than read as one oddly named dimension."""
     dims: list[Dim] = []
     for part in text.split(sep):
         part = part.strip()
         if not part:
             raise ValueError(f"empty dimension in {text!r}")
+        if not _DIM.fullmatch(part):
+            raise ValueError(f"{part!r} is not a dimension (a positive size or a name, joined by {sep!r})")
         dims.append(int(part) if part.isdigit() else part)
     return tuple(dims)
 
@@ -135,10 +144,15 @@ def parse_input_spec(text: str, index: int = 0) -> TensorSpec:
     if ":" in text:
         text, dtype = text.rsplit(":", 1)
         dtype = _DTYPE_ALIASES.get(dtype.strip().lower(), dtype.strip().lower())
-    if not name or dtype not in DTYPES:
-        raise BadInputError(f"bad --input {raw!r}", hint=f"use [name=]DIMS[:DTYPE], dtype one of {', '.join(DTYPES)}")
+    if not _INPUT_NAME.fullmatch(name):
+        raise BadInputError(f"bad --input {raw!r}: {name!r} is not an input name",
+                            hint="use [name=]DIMS[:DTYPE]: a name without spaces, '=' or ':', e.g. tokens=batchx16")
+    if dtype not in DTYPES:
+        raise BadInputError(f"bad --input {raw!r}: unknown dtype {dtype!r}",
+                            hint=f"use [name=]DIMS[:DTYPE], dtype one of {', '.join(DTYPES)}")
     try:
         dims = parse_dims(text)
     except ValueError as exc:
-        raise BadInputError(f"bad --input {raw!r}: {exc}", hint="e.g. X=batchx20 or tokens=batchx16:int64") from None
+        raise BadInputError(f"bad --input {raw!r}: {exc}",
+                            hint="use [name=]DIMS[:DTYPE], dims joined by x, e.g. batchx3x32x32 or tokens=batchx16:int64") from None
     return TensorSpec(name, dtype, dims)

@@ -1,5 +1,5 @@
 """Shared test setup. HOME points at a temporary folder so onnxruntime's telemetry database and keras'
-config land there, not in the user's home (see STACK.md)."""
+config land there, not in the user's home."""
 
 from __future__ import annotations
 

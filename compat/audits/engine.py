@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from convert.atomic import unwritable
 from convert.detect import is_savedmodel
 from convert.errors import BadInputError
 from convert.versions import compare
@@ -230,7 +231,10 @@ class Journal:
     has every row that finished; the absence of the last line says the audit did not."""
 
     def __init__(self, path, roots: list[str], options: dict):
-        self.fh = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115 -- closed in __exit__
+        try:
+            self.fh = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115 -- closed in __exit__
+        except OSError as exc:
+            raise unwritable(path, exc) from None
         self._line({"schema": JOURNAL_SCHEMA, "roots": roots, "options": options})
 
     def _line(self, obj: dict) -> None:

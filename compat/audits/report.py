@@ -139,7 +139,14 @@ class AuditReport:
         return self.strict and (row.safety != "safe" or row.failed)
 
     @property
+    def found_nothing(self) -> bool:
+        """With strict, an audit that found no model file fails: a mistyped folder in CI must not pass."""
+        return self.strict and not self.artifacts
+
+    @property
     def exit_code(self) -> int:
+        if self.found_nothing:
+            return 2
         return 1 if any(self.failing(r) for r in self.artifacts) else 0
 
     @property

@@ -11,6 +11,7 @@ import numpy as np
 
 import convert
 from convert import onnxfile
+from convert.atomic import snapshot
 from convert.errors import BadInputError, UnsupportedModelError
 
 from .compare import DEFAULT_TOLERANCES, OutputComparison, Tolerance
@@ -92,6 +93,7 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
     loaded, runner, source, onnx_path = prepared.loaded, prepared.runner, prepared.source, prepared.onnx_path
     input_map, output_map, notes = prepared.input_map, prepared.output_map, prepared.notes
     per_output = dict(tolerances or {})
+    _known_outputs(loaded, per_output)
     comparisons = _comparisons(loaded, runner, output_map, per_output, rtol, atol)
     timings = {"native": 0.0, "onnx": 0.0}
     offset = 0
@@ -165,15 +167,57 @@ def _match_names(loaded, runner: OnnxRunner, onnx_path):
     if missing:
         raise BadInputError(f"needs input(s) {', '.join(missing)} the native model does not take", path=onnx_path)
     native_out = list(loaded.signature.output_names)
-    if set(native_out) <= set(runner.output_names):
+    named = [n for n in native_out if n in runner.output_names]
+    if len(named) == len(native_out):
         output_map = {n: n for n in native_out}
-    elif len(native_out) <= len(runner.output_names):
+    elif not named and len(native_out) <= len(runner.output_names):  # a graph that names its outputs its own way
         output_map = dict(zip(native_out, runner.output_names))
         notes.append("outputs matched by position: " + ", ".join(f"{a}→{b}" for a, b in output_map.items() if a != b))
-    else:
+    else:  # some names agree, so the others are different outputs, not the same ones named otherwise
+        lacking = [n for n in native_out if n not in runner.output_names]
         raise BadInputError(f"gives outputs ({', '.join(runner.output_names)}) but the native model gives "
-                            f"({', '.join(native_out)})", path=onnx_path)
+                            f"({', '.join(native_out)}): nothing corresponds to {', '.join(lacking)}",
+                            path=onnx_path, hint="was it converted from this model?")
+    _outputs_correspond(loaded, runner, output_map, onnx_path)
     return input_map, output_map, notes
+
+
+_FLOAT_TYPES = ("tensor(float)", "tensor(double)", "tensor(float16)", "tensor(bfloat16)")
+
+
+def _outputs_correspond(loaded, runner: OnnxRunner, output_map: dict[str, str], onnx_path) -> None:
+    """Each paired output must be the same kind of thing: labels a tensor, scores and probabilities floats
+    (or ZipMap's dicts), probabilities one column per class. A pair that is not compares two different
+    quantities: that is the wrong ONNX file (exit 2), not a numeric disagreement."""
+    shapes = {o.name: o.shape for o in runner.session.get_outputs()}
+    for native, graph in output_map.items():
+        spec, onnx_type = loaded.signature.output(native), runner.output_types.get(graph, "")
+        if spec.kind == "label":
+            fits = onnx_type.startswith("tensor(")
+        elif spec.kind in ("probabilities", "scores"):
+            fits = onnx_type in _FLOAT_TYPES or onnx_type.startswith("seq(map(")
+        else:
+            fits = True
+        if not fits:
+            raise BadInputError(f"its output {graph} is {onnx_type}, which cannot be the native model's {spec.kind} "
+                                f"output {native}", path=onnx_path, hint="was it converted from this model?")
+        probabilities = spec.scores_from and output_map.get(spec.scores_from)
+        if probabilities and spec.classes and loaded.signature.output(spec.scores_from).kind == "probabilities":
+            shape = shapes.get(probabilities) or []
+            columns = shape[-1] if len(shape) == 2 else None
+            if isinstance(columns, int) and columns != len(spec.classes):
+                raise BadInputError(f"its output {probabilities} has {columns} column(s) but the native model has "
+                                    f"{len(spec.classes)} classes", path=onnx_path,
+                                    hint="was it converted from this model?")
+
+
+def _known_outputs(loaded, tolerances: Mapping[str, Tolerance] | None) -> None:
+    """A tolerance for an output the model does not have would be silently ignored: refuse it."""
+    names = loaded.signature.output_names
+    unknown = [name for name in (tolerances or {}) if name not in names]
+    if unknown:
+        raise BadInputError(f"--tol names output {', '.join(map(repr, unknown))}, which this model does not have",
+                            path=loaded.artifact.path, hint=f"its outputs are: {', '.join(names)}")
 
 
 def _comparisons(loaded, runner, output_map, per_output, rtol, atol) -> dict[str, OutputComparison]:
@@ -222,6 +266,20 @@ def default_output(path: str | Path) -> Path:
     return path.with_suffix(".onnx") if path.suffix else path.with_name(path.name + ".onnx")
 
 
+def _claim_default_output(target: Path, artifact) -> None:
+    """The default output replaces only modelport's own conversion of this same file (``model.keras`` and
+    ``model.h5`` both default to ``model.onnx``): any other file there is refused, never silently replaced."""
+    if not target.exists():
+        return
+    source = onnxfile.source_of(target)
+    name = Path(artifact.path).name
+    if source is not None and (source["name"] == name or source["sha256"] == artifact.sha256):
+        return
+    what = f"holds the conversion of {source['name']}" if source else "exists and was not converted by modelport"
+    raise BadInputError(f"{what}; converting {name} would replace it", path=target,
+                        hint=f"name the output: -o {target.with_name(name + '.onnx')}, or -o {target} to replace it")
+
+
 @dataclass
 class RemedyEvent:
     """One thing that happened while trying a remedy: ``unavailable`` (it does not convert: ``error``),
@@ -266,9 +324,13 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
     file (atomically) only for a conversion that passed, unless ``keep_failed`` (or ``check=False``)."""
     t0 = time.perf_counter()
     loaded = _loaded(source, hints)
+    _known_outputs(loaded, tolerances)
     target = Path(output) if output else default_output(loaded.artifact.path)
     if write and target.resolve() == Path(loaded.artifact.path).resolve():
         raise BadInputError("the output would overwrite the input", path=target, hint="choose another -o")
+    if write and not output:
+        _claim_default_output(target, loaded.artifact)
+    baseline = snapshot(target) if write else None  # what the target was: a racing writer is detected at rename
     source_inputs = _input_source(loaded, inputs, rows, seed) if check else None
 
     def check_one(converted: convert.Converted) -> Report:
@@ -286,7 +348,7 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
         elif event.status == "converted":
             if not check:
                 attempts.append(Attempt(event.remedy, "unchecked", seconds=seconds))
-                return _finish(loaded, event.converted, None, attempts, target, write, t0, opset)
+                return _finish(loaded, event.converted, None, attempts, target, write, t0, opset, baseline)
         elif event.status == "does-not-run":
             attempts.append(Attempt(event.remedy, "fail", reason=event.error.message, seconds=seconds))
             last_unsupported = UnsupportedModelError(f"the converted graph does not run: {event.error.message}",
@@ -296,17 +358,17 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
             mismatched = sum(o.mismatched for o in report.outputs)
             attempts.append(Attempt(event.remedy, report.verdict, mismatched, seconds=seconds))
             if report.passed:
-                return _finish(loaded, event.converted, report, attempts, target, write, t0, opset)
+                return _finish(loaded, event.converted, report, attempts, target, write, t0, opset, baseline)
             if best is None or mismatched < sum(o.mismatched for o in best[0].outputs):
                 best = (report, event.converted)
     if best is None:
         raise last_unsupported or UnsupportedModelError("no conversion available", path=loaded.artifact.path)
     report, converted = best
-    return _finish(loaded, converted, report, attempts, target, write and keep_failed, t0, opset)
+    return _finish(loaded, converted, report, attempts, target, write and keep_failed, t0, opset, baseline)
 
 
-def _finish(loaded, converted, report, attempts, target, write, t0, opset):
-    written = onnxfile.save(converted.model, target) if write else None
+def _finish(loaded, converted, report, attempts, target, write, t0, opset, baseline=None):
+    written = onnxfile.save(converted.model, target, unchanged_since=baseline) if write else None
     if report is not None:
         report.remedies = attempts
         report.onnx = str(target)

@@ -206,30 +206,52 @@ def read_inputs(path: str | Path, signature: Signature) -> InputSource:
                             hint="give a .npz, .npy, .csv or .parquet file")
     if path.stat().st_size == 0:
         raise BadInputError("empty file", path=path)
-    return reader(path, signature)
+    source = reader(path, signature)
+    if source.rows is None and next(iter(source.batches(1)), None) is None:  # streamed: look at the first row
+        source.rows = 0
+    return source
 
 
 def _read_npz(path: Path, signature: Signature) -> InputSource:
+    """Arrays are matched to inputs by name. A file with a single array feeds a model with a single input
+    under another name only when its shape fits that input; the source's description says so."""
     try:
         archive = np.load(path, allow_pickle=False)
         names = list(archive.files)
     except Exception as exc:
         raise BadInputError(f"not a readable .npz archive ({type(exc).__name__})", path=path) from None
     wanted = signature.input_names
-    if all(n in names for n in wanted):
-        mapping = {n: n for n in wanted}
-    elif len(wanted) == 1 and len(names) == 1:
-        mapping = {wanted[0]: names[0]}
-    else:
-        missing = [n for n in wanted if n not in names]
-        raise BadInputError(f"has no array named {', '.join(missing)} (it has: {', '.join(names) or 'none'})",
-                            path=path, hint="name the arrays after the model's inputs")
+    description = str(path)
     try:
-        arrays = {n: archive[key] for n, key in mapping.items()}
+        if all(n in names for n in wanted):
+            arrays = {n: archive[n] for n in wanted}
+        elif len(wanted) == 1 and len(names) == 1:
+            spec, arr = signature.inputs[0], archive[names[0]]
+            if not _fits(arr, spec):
+                raise BadInputError(f"has no array named {spec.name}; its only array, {names[0]} "
+                                    f"{list(arr.shape)}, does not fit the model's input {spec.describe()}",
+                                    path=path, hint=f"save the rows as {spec.name}=... (np.savez)")
+            arrays = {spec.name: arr}
+            description = f"{path} (its only array, {names[0]}, taken as input {spec.name}: the shapes agree)"
+        else:
+            missing = [n for n in wanted if n not in names]
+            raise BadInputError(f"has no array named {', '.join(missing)} (it has: {', '.join(names) or 'none'})",
+                                path=path, hint=f"name the arrays after the model's inputs: {', '.join(wanted)}")
     except ValueError as exc:  # object arrays refuse to load without pickle
         raise BadInputError(f"holds an array that needs pickle to read ({exc})", path=path,
                             hint="save strings as fixed-width unicode arrays (dtype '<U...')") from None
-    return _from_arrays(path, arrays, signature)
+    return _from_arrays(path, arrays, signature, description)
+
+
+def _fits(arr: np.ndarray, spec: TensorSpec) -> bool:
+    """Could ``arr`` hold rows of ``spec``: same rank (a 1-d array of strings for one text column), and every
+    fixed dimension after the batch equal."""
+    shape = arr.shape
+    if spec.dtype == "string" and arr.ndim == 1 and len(spec.shape) == 2:
+        shape = (shape[0], 1)
+    if len(shape) != len(spec.shape):
+        return False
+    return all(not isinstance(want, int) or got == want for got, want in zip(shape[1:], spec.shape[1:]))
 
 
 def _read_npy(path: Path, signature: Signature) -> InputSource:
@@ -253,7 +275,8 @@ def _short(exc) -> str:
     return text[:160]
 
 
-def _from_arrays(path: Path, arrays: dict[str, np.ndarray], signature: Signature) -> InputSource:
+def _from_arrays(path: Path, arrays: dict[str, np.ndarray], signature: Signature,
+                 description: str | None = None) -> InputSource:
     rows = None
     for spec in signature.inputs:
         arr = arrays[spec.name]
@@ -275,7 +298,7 @@ def _from_arrays(path: Path, arrays: dict[str, np.ndarray], signature: Signature
         for start in range(0, rows or 0, bs):
             yield {name: np.asarray(arr[start:start + bs]) for name, arr in arrays.items()}
 
-    return InputSource(str(path), rows, batches)
+    return InputSource(description or str(path), rows, batches)
 
 
 def _table_columns(path: Path, header: list[str], signature: Signature) -> list[tuple[str, list[str]]]:
@@ -415,17 +438,28 @@ _READERS = {".npz": _read_npz, ".npy": _read_npy, ".csv": _read_csv, ".parquet":
 
 
 def chain(*sources: InputSource) -> InputSource:
-    """Rows of several sources one after another (e.g. the user's file, then synthesized boundary rows)."""
-    sources = tuple(s for s in sources if s is not None)
-    if len(sources) == 1:
+    """Rows of several sources one after another (e.g. the user's file, then synthesized boundary rows).
+    A source known to hold no rows (a CSV with only a header) is named in the description, never silently
+    dropped; when no source has rows there is nothing to compare on."""
+    given = tuple(s for s in sources if s is not None)
+    empty = [s.description for s in given if s.rows == 0]
+    sources = tuple(s for s in given if s.rows != 0)
+    if not sources:
+        raise BadInputError("holds no rows: nothing to compare on",
+                            path=" + ".join(empty) or None,
+                            hint="give a file with rows, or leave out --rows 0 to compare on synthesized rows")
+    if len(sources) == 1 and not empty:
         return sources[0]
     rows = None if any(s.rows is None for s in sources) else sum(s.rows for s in sources)
+    description = " + ".join(s.description for s in sources)
+    if empty:
+        description += f" only: {', '.join(empty)} holds no rows"
 
     def batches(bs):
         for source in sources:
             yield from source.batches(bs)
 
-    return InputSource(" + ".join(s.description for s in sources), rows, batches)
+    return InputSource(description, rows, batches)
 
 
 def _rebatch(blocks, batch_size: int):

@@ -45,7 +45,8 @@ exit codes:
   0  nothing unsafe or unknown (with --strict: also nothing suspicious, and no failed load/convert/check)
   1  an unsafe artifact, or an unknown one (the scan could not read it to its end: fail closed); with
      --strict also a suspicious one, or a failed load/convert/check
-  2  bad input or usage: a path that does not exist, an output folder that does not exist, a bad option
+  2  bad input or usage: a path that does not exist, an output folder that does not exist, a bad option;
+     with --strict also an audit that found no model file (a mistyped folder must not pass in CI)
 
 examples:
   modelport audit models/                                  # table on stdout
@@ -112,6 +113,7 @@ def add_parser(subparsers, formatter_class) -> argparse.ArgumentParser:
 
 def _check_outputs(args) -> list[tuple[str, str]]:
     """(kind, path) for every report asked for; a missing folder is bad input before any work is done."""
+    from convert.atomic import check_writable
     from convert.errors import BadInputError
 
     wanted = [(kind, getattr(args, kind)) for kind in ("json", "html", "sarif", "junit") if getattr(args, kind)]
@@ -122,6 +124,7 @@ def _check_outputs(args) -> list[tuple[str, str]]:
         folder = target.parent if str(target.parent) else Path(".")
         if not folder.is_dir():
             raise BadInputError(f"the folder for --{kind} does not exist", path=folder, hint="create it first")
+        check_writable(journal_path(path) if kind == "json" else target)
     return wanted
 
 
@@ -159,4 +162,7 @@ def run(args) -> int:
         if not args.quiet:
             out.print(f"wrote {written}", markup=False, highlight=False)
     sys.stdout.flush()
+    if report.found_nothing:
+        sys.stderr.write(f"modelport: no model files under {', '.join(map(str, args.paths))} (check the path; "
+                         "--strict fails an audit that finds no model file)\n")
     return report.exit_code

@@ -26,6 +26,7 @@ def run(args) -> int:
 
     from ..checks.report import junit_suites, render_text
 
+    common.check_outputs(args.report, args.junit)
     out = console()
     loaded = convert.load(args.native, common.hints(args))
     report = compat.check(loaded, args.onnx, inputs=args.inputs, rows=args.rows, seed=args.seed, rtol=args.rtol,

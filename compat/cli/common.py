@@ -150,6 +150,15 @@ def usage_error(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def check_outputs(*paths: str | None) -> None:
+    """Every output named on the command line can be written: checked before any work is done."""
+    from convert.atomic import check_writable
+
+    for path in paths:
+        if path:
+            check_writable(path)
+
+
 def write_json(text: str, path: str | None) -> None:
     """Write a JSON report to ``path`` (when given), atomically."""
     if path:

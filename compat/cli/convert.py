@@ -15,7 +15,8 @@ def add_parser(sub, formatter):
                "--inputs holdout.csv --report check.json\n  modelport convert model.pkl --trust   "
                "# a pickle whose scan is not safe, from someone you trust")
     p.add_argument("path", metavar="PATH", help="the native model file")
-    p.add_argument("-o", "--output", metavar="OUT.onnx", help="where to write (default: beside PATH, suffix .onnx)")
+    p.add_argument("-o", "--output", metavar="OUT.onnx", help="where to write (default: beside PATH, suffix .onnx; "
+                   "the default never replaces an ONNX file converted from another file, or not by modelport)")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the newest the converter supports)")
     p.add_argument("--no-check", action="store_true", help="write without checking (not recommended)")
     p.add_argument("--keep-failed", action="store_true", help="write the model even when the check fails")
@@ -33,6 +34,7 @@ def run(args) -> int:
 
     from ..checks.report import junit_suites, render_text
 
+    common.check_outputs(args.output, args.report, args.junit)
     out = console()
     loaded = convert.load(args.path, common.hints(args))
     from rich.markup import escape

@@ -89,7 +89,8 @@ def add_parser(sub, formatter):
                            "wrote it, and for pickles every global that unpickling would import, with a verdict "
                            "(safe / suspicious / unsafe / unknown). Never runs the file's code."),
                        epilog="examples:\n  modelport inspect model.joblib\n  modelport inspect models/*.pkl --json\n\n"
-                              f"{RULE}\n\nexit codes: 0 no unsafe file, 1 an unsafe file, 2 bad input")
+                              f"{RULE}\n\nexit codes: 0 no unsafe file, 1 an unsafe file, 2 bad input (a file that cannot be read "
+                              "is reported with its error, the others as usual; the highest code wins)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="model file(s) or SavedModel directories")
     p.add_argument("--json", action="store_true", help="print JSON (schema modelport.inspect/1) instead of text")
     p.set_defaults(func=run)
@@ -97,15 +98,35 @@ def add_parser(sub, formatter):
 
 
 def run(args) -> int:
-    import convert
+    """Every path is reported: one that cannot be read gets its error (an ``error`` field in JSON, a line on
+    stderr) and the exit code says so, but never hides the others."""
+    import sys
 
-    artifacts = [convert.inspect(p) for p in args.paths]
+    import convert
+    from convert.errors import ModelportError
+
+    results: list[Artifact | ModelportError] = []
+    for path in args.paths:
+        try:
+            results.append(convert.inspect(path))
+        except ModelportError as exc:
+            results.append(exc)
+            sys.stderr.write(f"modelport: {exc.line()}\n")
     if args.json:
-        payload = [dict(a.to_dict(), schema="modelport.inspect/1") for a in artifacts]
+        payload = [_json_entry(path, r) for path, r in zip(args.paths, results)]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
     else:
         out = console()
-        for a in artifacts:
-            render_artifact(a, out)
+        for r in results:
+            if isinstance(r, Artifact):
+                render_artifact(r, out)
     worst = {"unsafe": common.EXIT_FAIL}
-    return max((worst.get(a.safety, common.EXIT_OK) for a in artifacts), default=common.EXIT_OK)
+    return max((r.exit_code if isinstance(r, ModelportError) else worst.get(r.safety, common.EXIT_OK)
+                for r in results), default=common.EXIT_OK)
+
+
+def _json_entry(path, result) -> dict:
+    if isinstance(result, Artifact):
+        return dict(result.to_dict(), schema="modelport.inspect/1")
+    return {"schema": "modelport.inspect/1", "path": str(path), "error": result.message, "hint": result.hint,
+            "exit_code": result.exit_code}

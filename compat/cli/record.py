@@ -32,6 +32,7 @@ def add_parser(sub, formatter):
 def run(args) -> int:
     from ..records.record import DEFAULT_RECORD_ROWS, build
 
+    common.check_outputs(args.output)
     out = console()
     rows = DEFAULT_RECORD_ROWS if args.rows is None else args.rows
     record = build(args.native, args.onnx, args.output, inputs=args.inputs, rows=rows, seed=args.seed,

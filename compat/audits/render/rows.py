@@ -124,6 +124,8 @@ def confinement_line(confinement: dict) -> str:
 
 def verdict(report: AuditReport) -> tuple[int, str]:
     """(exit code, one line saying why)."""
+    if report.found_nothing:
+        return 2, f"exit 2: no model files under {', '.join(report.roots)} (--strict fails an audit that finds none)"
     failing = [r for r in report.artifacts if report.failing(r)]
     if not failing:
         extra = "" if report.strict else " (--strict also fails on suspicious files and failed steps)"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...artifact import Artifact
-from ... import versions
-from ...errors import BadInputError, EnvironmentProblem, OutOfMemoryError, UnsupportedModelError
+from ... import diagnosis, versions
+from ...errors import BadInputError, CannotLoadError, EnvironmentProblem, OutOfMemoryError, UnsupportedModelError
 from ...spec import Domain, OutputSpec, Signature, TensorSpec
 from . import domains, functions, trees
 from ..base import Converted, Hints, Loaded, Stopwatch, warm_modules
@@ -136,13 +136,13 @@ def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
         try:
             obj = unpickle.load_pickle(artifact, trust)
         except (ModuleNotFoundError, ImportError, AttributeError) as exc:
-            raise _drift_error(artifact, installed, saved, _first_line(exc)) from None
+            raise _import_error(artifact, exc) from None
         except ValueError as exc:
             if "node array from the pickle has an incompatible dtype" not in str(exc):
                 raise BadInputError(f"corrupt or unreadable pickle: {_first_line(exc)}", path=artifact.path,
                                     hint="restore it from the original source") from None
-            raise _drift_error(artifact, installed, saved, "a tree pickled before scikit-learn 1.3 (old node "
-                               "layout), which later releases cannot read") from None
+            raise CannotLoadError(diagnosis.old_tree_layout_reason(artifact.saved_with), category="version-drift",
+                                  path=artifact.path) from None
         except MemoryError as exc:  # the gate refused damaged streams already: an allocation failed
             raise OutOfMemoryError(f"ran out of memory while loading it: {_first_line(exc)}", path=artifact.path,
                                    hint="nothing was converted; run it where more memory is free") from None
@@ -191,14 +191,16 @@ def _normalize_pre_1_4_class_counts(obj, saved: str | None, notes: list[str]) ->
                      f"to {sums:g}, not probabilities); normalized in memory as {saved} computed them")
 
 
-def _drift_error(artifact: Artifact, installed: str, saved: str | None, why: str) -> BadInputError:
-    """The file needs the scikit-learn release that wrote it: re-saving under that release would not help
-    (the pickle would be the same), converting there would."""
-    how = (f"convert it to ONNX where scikit-learn {saved} is installed: pip install scikit-learn=={saved}; "
-           if saved and saved[:1].isdigit() else "convert it to ONNX with the scikit-learn release that saved it; ")
-    return BadInputError(f"cannot be loaded with scikit-learn {installed}: {why}"
-                         + (f" (saved with {saved})" if saved else ""), path=artifact.path,
-                         hint=how + f"or re-fit it with {installed}")
+def _import_error(artifact: Artifact, exc: BaseException) -> BadInputError:
+    """A module or class the pickle names is not importable here: the one diagnosis the audit gives too
+    (a renamed scikit-learn path, a class of the user's own module that is not installed, a CRLF-mangled
+    name), never "install the release that is installed already"."""
+    text = f"{type(exc).__name__}: {exc}"
+    found = diagnosis.import_failure(text, artifact.saved_with, artifact.globals)
+    if found:
+        return CannotLoadError(found[1], category=found[0], path=artifact.path)
+    return BadInputError(f"unpickling fails: {_first_line(exc)}", path=artifact.path,
+                         hint="load it where the modules it names are installed")
 
 
 def _is_estimator(obj) -> bool:

@@ -1,6 +1,6 @@
 """TensorFlow and Keras: SavedModel folders, Keras v3 ``.keras`` zips and legacy ``.h5`` files -> ONNX.
 
-What this adds to a bare tf2onnx call (see STACK.md for the sharp edges it hides):
+What this adds to a bare tf2onnx call:
 - the safety gate, enforced at load: a Keras file with Lambda layers (marshalled bytecode), custom objects or
   Keras' non-modeling APIs, or a SavedModel whose signatures or loader reach ops off the allowlist or ops that
   touch files, the network or Python, is refused without ``--trust`` (``convert.keras_scan`` and

@@ -1,7 +1,7 @@
 """A traced TensorFlow function -> ONNX through tf2onnx, with the names and dynamic dims modelport promises.
 
 tf2onnx 1.17's ``from_keras`` fails on Keras 3 models and its Python API has no ``from_saved_model``
-(STACK.md). Both our routes end in a concrete function with an explicit input signature, which goes through
+(measured with Keras 3.15). Both our routes end in a concrete function with an explicit input signature, which goes through
 the same two steps tf2onnx's own ``from_function`` and ``--saved-model`` paths use: freeze it together with
 the object owning its variables and lookup tables (``tf_loader.from_trackable``), then convert the frozen
 graph (``convert._convert_common``). tf2onnx is told to continue past ops it cannot map, so that every such
@@ -82,7 +82,14 @@ def to_onnx(serving: Serving, signature: Signature, opset: int, path, notes: lis
     _refuse_unconverted(model, opset, path, caught)
     _name_values(model, signature, notes)
     _name_dims(model, signature)
+    model.producer_version = producer_version(model.producer_version)
     return model
+
+
+def producer_version(text: str) -> str:
+    """tf2onnx writes its version followed by its build's git hash, which is the word ``None`` in released
+    wheels (``1.17.0 None``): keep the version, and a hash only when there is one."""
+    return " ".join(part for part in text.split() if part != "None")
 
 
 def _failed(exc: Exception, path) -> UnsupportedModelError:

@@ -57,6 +57,23 @@ def root_cause(exc: BaseException) -> BaseException:
 
 
 @contextlib.contextmanager
+def torch_advice_off():
+    """torch's own UserWarnings about how it will run a module (``enable_nested_tensor is True, but ...``,
+    prototype nested tensors) are advice for the model's author, not for someone converting the model: they
+    stay off the terminal while a model is built and run. Warnings from the user's own code still show."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch(\.|$)")
+        for message in TORCH_ADVICE:  # raised with a stacklevel that points at the user's line, not torch's
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        yield
+
+
+# torch's advice that it attributes to the caller's line (so a filter on torch's modules misses it)
+TORCH_ADVICE = (r"enable_nested_tensor is True, but self\.use_nested_tensor is False",
+                r"The PyTorch API of nested tensors is in prototype stage")
+
+
+@contextlib.contextmanager
 def quiet():
     """Silence an export: loggers, warnings, and both output streams at the file-descriptor level (the
     TorchScript exporter prints whole IR graphs from C++ when it fails)."""

@@ -24,7 +24,7 @@ from ...artifact import Artifact
 from ...errors import (BadInputError, ModelClassError, OutOfMemoryError, UnsafeArtifactError,
                       UnsupportedModelError)
 from ..base import ClassSpec, Hints
-from .env import Native, first_line, require_torch, root_cause
+from .env import Native, first_line, require_torch, root_cause, torch_advice_off
 
 TRUST_HINT = "pass --trust only if you trust whoever wrote it"
 CLASS_HINT = ("give --model-class pkg.module:Class or path/to/file.py:Class, and --model-args '{...}' if it takes "
@@ -345,7 +345,8 @@ def build_model(hints: Hints, artifact: Artifact, state, torch):
     name = cls.__name__
     args = dict(hints.model_args or {})
     try:
-        model = cls(**args)
+        with torch_advice_off():
+            model = cls(**args)
     except Exception as exc:
         shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
         raise BadInputError(f"cannot construct {name}({shown}): {first_line(exc)}", path=hints.model_class,

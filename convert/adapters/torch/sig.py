@@ -17,7 +17,7 @@ import numpy as np
 from ...artifact import Artifact
 from ...errors import BadInputError, UnsupportedModelError
 from ...spec import Domain, OutputSpec, Signature, TensorSpec
-from .env import Native, dtype_name, first_line
+from .env import Native, dtype_name, first_line, torch_advice_off
 
 AUTO_NAME = re.compile(r"input_\d+$")  # what convert.spec.parse_input_spec calls an unnamed --input
 BATCH_EXAMPLE = 2  # the export example's size on axis 0: never the size the check runs
@@ -351,7 +351,7 @@ class Runner:
 
         args = [torch.as_tensor(np.ascontiguousarray(np.asarray(feeds[s.name]).astype(s.dtype, copy=False)))
                 for s in self.signature.inputs]
-        with torch.no_grad():
+        with torch.no_grad(), torch_advice_off():
             return self.model(*args)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -105,3 +105,37 @@ def test_unreadable_inputs_name_the_file(tmp_path, content):
     with pytest.raises(BadInputError) as err:
         read_inputs(path, numeric_signature())
     assert "rows.npy" in err.value.line()
+
+
+def test_a_single_npz_array_under_another_name_feeds_a_single_input_only_when_it_fits(tmp_path):
+    sig = numeric_signature()
+    np.savez(tmp_path / "foo.npz", foo=np.ones((3, 4), np.float32))
+    source = read_inputs(tmp_path / "foo.npz", sig)
+    assert source.rows == 3 and "its only array, foo, taken as input X: the shapes agree" in source.description
+    np.savez(tmp_path / "wide.npz", foo=np.ones((3, 5), np.float32))
+    with pytest.raises(BadInputError, match=r"has no array named X; its only array, foo \[3, 5\], does not fit"):
+        read_inputs(tmp_path / "wide.npz", sig)
+    np.savez(tmp_path / "flat.npz", foo=np.ones(3, np.float32))  # rank 1 for a rank-2 input
+    with pytest.raises(BadInputError, match="does not fit"):
+        read_inputs(tmp_path / "flat.npz", sig)
+    text = Signature((TensorSpec("text", "string", ("batch", 1)),))
+    np.savez(tmp_path / "docs.npz", docs=np.array(["a b", "c d"]))  # one text column as a 1-d array fits
+    assert read_inputs(tmp_path / "docs.npz", text).rows == 2
+
+
+def test_a_source_without_rows_is_named_and_never_compared_alone(tmp_path):
+    sig = numeric_signature()
+    (tmp_path / "header.csv").write_text("a,b,c,d\n")
+    empty = read_inputs(tmp_path / "header.csv", sig)
+    assert empty.rows == 0
+    both = chain(empty, synthesize(sig, rows=5))
+    assert both.rows == 5 and both.description == f"synthesized (seed 0) only: {tmp_path / 'header.csv'} holds no rows"
+    assert collect(both, 10)["X"].shape == (5, 4)
+    with pytest.raises(BadInputError, match="holds no rows: nothing to compare on") as err:
+        chain(read_inputs(tmp_path / "header.csv", sig))
+    assert "header.csv" in err.value.line()
+    np.savez(tmp_path / "none.npz", X=np.zeros((0, 4), np.float32))
+    with pytest.raises(BadInputError, match="holds no rows"):
+        chain(read_inputs(tmp_path / "none.npz", sig))
+    (tmp_path / "rows.csv").write_text("a,b,c,d\n1,2,3,4\n")
+    assert read_inputs(tmp_path / "rows.csv", sig).rows is None  # streamed: counted as it is read
