@@ -35,7 +35,7 @@ class ModelClassError(BadInputError):
 
 
 class CannotLoadError(BadInputError):
-    """The file cannot be loaded in this environment for a diagnosed reason (``convert.diagnosis``): ``category``
+    """The file cannot be loaded in this environment for a diagnosed reason (``convert.adapters.diagnosis``): ``category``
     is ``version-drift``, ``missing-class`` or ``corrupt``, and the audit reports it as it is. Exit 2."""
 
     def __init__(self, message: str, *, category: str, path=None, hint=None):

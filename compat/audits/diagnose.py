@@ -4,12 +4,12 @@ Categories: ``version-drift`` (a module path or data layout the installed releas
 file written by a newer release), ``missing-class`` (a class defined by the script that saved the file,
 e.g. ``__main__.Foo``), ``corrupt`` (truncated, mangled by a line-ending conversion, ...), ``unsafe``
 (refused by the static scan), ``out-of-memory`` (an allocation failed, or the sizes a file declares pass
-``convert.memory``'s bounds: never ``corrupt``), ``needs-input`` (the file alone is not enough: ``--model-class``,
+``convert.adapters.memory``'s bounds: never ``corrupt``), ``needs-input`` (the file alone is not enough: ``--model-class``,
 ``--input``), ``dependency`` (a library is not installed), ``other``.
 
 Each reason names what the file needs, the release that saved it (``Artifact.saved_with``) and the
 release installed, and ends with what to do. Modules, classes and data layouts that cannot be read here are
-diagnosed by ``convert.diagnosis``, which the adapters' own errors use too (``CannotLoadError`` carries its
+diagnosed by ``convert.adapters.diagnosis``, which the adapters' own errors use too (``CannotLoadError`` carries its
 category), so ``modelport convert`` and the audit say the same thing. The cases are checked against real
 files written by old releases in fixtures/legacy/ (see fixtures/make_legacy.py and its MANIFEST.json).
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from convert import versions
-from convert.diagnosis import (  # one diagnosis for convert's errors and the audit's rows
+from convert.adapters.diagnosis import (  # one diagnosis for convert's errors and the audit's rows
     FRAMEWORKS,
     advice,
     global_problem,
@@ -36,7 +36,7 @@ from convert.errors import (
     UnsafeArtifactError,
     UnsupportedModelError,
 )
-from convert.memory import is_allocation_failure
+from convert.adapters.memory import is_allocation_failure
 
 __all__ = ["FRAMEWORKS", "advice", "classify", "disagreement", "global_problem", "module_exists", "refusal"]
 
@@ -80,7 +80,7 @@ def _corrupt(m, saved_with, message):
 
 # (pattern on the error's text, category, reason builder(match, saved_with, message)); first match wins. The
 # text is the error's one line with whitespace collapsed. Modules and classes that cannot be found are
-# convert.diagnosis.import_failure's, asked first.
+# convert.adapters.diagnosis.import_failure's, asked first.
 _CAUSES = (
     (r"node array from the pickle has an incompatible dtype|a tree pickled before scikit-learn 1\.3 \(old node layout\)",
      "version-drift", _node_dtype),

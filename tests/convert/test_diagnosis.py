@@ -1,4 +1,4 @@
-"""convert.diagnosis: why a file does not load here, in the words both ``convert`` and the audit use. The
+"""convert.adapters.diagnosis: why a file does not load here, in the words both ``convert`` and the audit use. The
 error texts are the ones Python's unpickler raises (checked against real files in test_first_use and in
 tests/compat/audits/test_legacy_artifacts.py)."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from compat.audits.diagnose import classify
 from convert.artifact import GlobalRef
-from convert.diagnosis import import_failure
+from convert.adapters.diagnosis import import_failure
 from convert.errors import CannotLoadError
 
 SAVED = {"sklearn": "1.2.2"}

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 import convert  # noqa: E402
 from compat import audit  # noqa: E402
 from compat.audits.diagnose import classify  # noqa: E402
-from convert import memory  # noqa: E402
+from convert.adapters import memory  # noqa: E402
 from convert.errors import BadInputError, OutOfMemoryError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ def test_an_archive_past_this_process_memory_is_refused(tmp_path):
     space just above what it uses, and the refusal names the room it has."""
     path = tmp_path / "big.pt"
     torch.save({"weight": torch.zeros((96 << 20) // 4)}, path)  # 96 MiB stored: ratio ~1
-    code = ("import resource, sys\nimport torch, convert\nfrom convert import memory\n"
+    code = ("import resource, sys\nimport torch, convert\nfrom convert.adapters import memory\n"
             "used = int(next(l for l in open('/proc/self/status') if l.startswith('VmSize')).split()[1]) * 1024\n"
             "resource.setrlimit(resource.RLIMIT_AS, (used + (64 << 20), resource.RLIM_INFINITY))\n"
             "try:\n    memory.check_archive(sys.argv[1])\nexcept Exception as exc:\n    print(exc)\n")

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...artifact import Artifact
-from ... import diagnosis, versions
+from ... import versions
+from .. import diagnosis
 from ...errors import BadInputError, CannotLoadError, EnvironmentProblem, OutOfMemoryError, UnsupportedModelError
 from ...spec import Domain, OutputSpec, Signature, TensorSpec
 from . import domains, functions, trees

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ... import memory
+from .. import memory
 from ...artifact import Artifact, Finding
 from ...errors import BadInputError, OutOfMemoryError, UnsafeArtifactError, UnsupportedModelError
 from ... import formats

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping
 
-from ... import formats, memory
+from ... import formats
+from .. import memory
 from ...artifact import Artifact
 from ...errors import (BadInputError, ModelClassError, OutOfMemoryError, UnsafeArtifactError,
                       UnsupportedModelError)

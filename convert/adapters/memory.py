@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OutOfMemoryError
+from ..errors import OutOfMemoryError
 
 BOMB_RATIO = 100
 BOMB_FLOOR = 256 << 20

@@ -16,8 +16,8 @@ from __future__ import annotations
 import importlib.util
 import re
 
-from . import versions
-from .versions import direction
+from .. import versions
+from ..versions import direction
 
 # top-level modules of the libraries whose releases decide which module paths exist (the dists: convert.versions)
 FRAMEWORKS = ("sklearn", "numpy", "scipy", "torch", "joblib", "keras", "tensorflow", "pandas", "xgboost", "lightgbm",
