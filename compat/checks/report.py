@@ -41,10 +41,11 @@ class Attempt:
     mismatched: int = 0
     reason: str | None = None
     seconds: float = 0.0
+    within_noise: int = 0  # elements or labels that agree only within the native model's measured noise
 
     def to_dict(self) -> dict:
         return {"remedy": self.remedy or "none", "verdict": self.verdict, "mismatched": self.mismatched,
-                "reason": self.reason, "seconds": round(self.seconds, 3)}
+                "reason": self.reason, "seconds": round(self.seconds, 3), "within_noise": self.within_noise}
 
 
 @dataclass
