@@ -15,6 +15,7 @@ from convert.errors import BadInputError, UnsupportedModelError
 
 from .compare import DEFAULT_TOLERANCES, EPS, NOISE_DRAWS, Noise, OutputComparison, Tolerance
 from .inputs import InputSource, auto_batch_size, chain, read_inputs, synthesize
+from .localize import describe, localize
 from .report import Attempt, Report
 from .run import OnnxRunner
 
@@ -127,6 +128,7 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
         verdict=verdict, native=str(loaded.artifact.path), onnx=onnx_path, model=loaded.facts.get("estimator", ""),
         outputs=outputs, inputs={"source": source.description, "rows": offset},
         notes=list(loaded.notes) + notes, timings=timings,
+        diagnosis=describe(loaded, outputs) if verdict == "fail" else None,
     )
 
 
@@ -345,6 +347,14 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
     if best is None:
         raise last_unsupported or UnsupportedModelError("no conversion available", path=loaded.artifact.path)
     report, converted = best
+
+    def check_part(part: convert.Loaded, model) -> Report:
+        return globals()["check"](part, model, inputs=source_inputs, rows=0, batch_size=batch_size,
+                                  onnx_path=str(target))
+
+    t = time.perf_counter()
+    report.diagnosis = localize(loaded, report.outputs, converted.remedy, check_part)
+    report.timings["diagnose"] = time.perf_counter() - t
     return _finish(loaded, converted, report, attempts, target, write and keep_failed, t0, opset)
 
 

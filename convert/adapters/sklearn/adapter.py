@@ -25,7 +25,7 @@ import numpy as np
 from ...artifact import Artifact
 from ...errors import BadInputError, EnvironmentProblem, OutOfMemoryError, UnsupportedModelError
 from ...spec import Domain, OutputSpec, Signature, TensorSpec
-from . import decisions, domains, functions, labels, noise, text, trees
+from . import causes, decisions, domains, functions, labels, noise, text, trees
 from ..base import Converted, Hints, Loaded, Stopwatch, warm_modules
 
 PLAIN, EXACT_TREES, DOUBLE = None, "exact-trees", "double"
@@ -80,6 +80,29 @@ class SklearnAdapter:
         if trees.contains_exact_trees(loaded.model):
             return (PLAIN, EXACT_TREES, DOUBLE)
         return (PLAIN, DOUBLE)
+
+    # -- diagnose -------------------------------------------------------------------------------
+    def stages(self, loaded: Loaded) -> list[tuple[str, Loaded]]:
+        """Each proper prefix of a pipeline as a model of its own (output ``transformed``), in order: the
+        check converts and compares them to find the first step whose output diverges."""
+        est = loaded.model
+        steps = [(name, step) for name, step in getattr(est, "steps", []) if step not in (None, "passthrough")]
+        if len(steps) < 2:
+            return []
+        out = []
+        for i in range(1, len(steps)):
+            prefix = est[: [s for _, s in est.steps].index(steps[i][1])]
+            outputs = (_Output(OutputSpec("transformed", "value"), "transform"),)
+            signature = Signature(loaded.signature.inputs, tuple(o.spec for o in outputs))
+            runner = _NativeRunner(prefix, signature, outputs)
+            facts = {"estimator": describe(prefix), "model": type(steps[i - 1][1]).__name__}
+            label = f"step {i} of {len(steps)}: {steps[i - 1][0]} ({describe(steps[i - 1][1])})"
+            out.append((label, Loaded(loaded.artifact, prefix, signature, runner, self.name, [], facts, 0.0,
+                                      probe=runner)))
+        return out
+
+    def known_causes(self, loaded: Loaded, symptoms: set[str]) -> list[tuple[str, str]]:
+        return causes.known_causes(loaded.model, symptoms)
 
     def to_onnx(self, loaded: Loaded, opset: int | None = None, remedy: str | None = None) -> Converted:
         if remedy not in (PLAIN, EXACT_TREES, DOUBLE):

@@ -2,9 +2,11 @@
 
 An ONNX graph computes in float32 (or float64) what scikit-learn computes in float64. How far apart two
 honest implementations may land is a property of the model: the native model re-run with its float
-parameters rounded to float32 (draw 0), or multiplied by ``1 + u*eps`` with ``u`` uniform in [-1, 1]
-(draws 1, 2, ...: seeded, so a check is reproducible), differs from the exact model by what float32
-arithmetic on this computation costs. ``compat.checks`` turns that difference into each output's
+parameters rounded to float32 (draw 0), moved by ``eps * |p|`` each (draw 1: every term of a sum moves
+the same way, so the change is the rounding of the *magnitude of the terms summed*, not of their
+cancelled total), or multiplied by ``1 + u*eps`` with ``u`` uniform in [-1, 1] (draws 2, 3, ...: seeded,
+so a check is reproducible), differs from the exact model by what float32 arithmetic on this
+computation costs. ``compat.checks`` turns that difference into each output's
 noise floor, and into the evidence that a label difference is a tie the native model itself cannot break.
 
 Only parameters that enter arithmetic are perturbed. What is *compared* with the inputs (split
@@ -41,8 +43,8 @@ def _exact(name: str) -> bool:
 
 def perturbed_copy(est, eps: float, draw: int):
     """A deep copy of ``est`` whose float parameters are perturbed: draw 0 rounds them to the float type
-    whose machine epsilon is ``eps`` (float32, or nothing for float64), draws >= 1 scale each value by
-    ``1 + u*eps`` (``u`` uniform in [-1, 1], seeded by ``draw``)."""
+    whose machine epsilon is ``eps`` (float32, or nothing for float64), draw 1 adds ``eps * |p|`` to each,
+    draws >= 2 scale each value by ``1 + u*eps`` (``u`` uniform in [-1, 1], seeded by ``draw``)."""
     clone = copy.deepcopy(est)
     if draw == 0:
         dtype = np.float32 if eps >= np.finfo(np.float32).eps else None
@@ -51,12 +53,16 @@ def perturbed_copy(est, eps: float, draw: int):
 
         def change(a: np.ndarray) -> np.ndarray:
             return a.astype(dtype).astype(a.dtype)
+    elif draw == 1:
+        def change(a: np.ndarray) -> np.ndarray:
+            return np.where(np.isfinite(a), a + eps * np.abs(np.nan_to_num(a)), a)
     else:
         rng = np.random.default_rng(draw)
 
         def change(a: np.ndarray) -> np.ndarray:
             return a * (1 + eps * rng.uniform(-1.0, 1.0, a.shape))
-    _walk(clone, change, set())
+    with np.errstate(invalid="ignore", over="ignore"):
+        _walk(clone, change, set())
     return clone
 
 
