@@ -78,6 +78,20 @@ def _offcentre_datasets():
     return out
 
 
+def raw_svr_data():
+    """Raw features (means ~1e3, scales 1..1e4) and a target of mean 40, spread 60: a plain ``SVR()`` on
+    them has held-out predictions near zero whose float32 error exceeds the default tolerance."""
+    from sklearn.datasets import make_regression
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(0)
+    d = 8
+    scales = np.logspace(0, 4, d)
+    means = rng.choice([-1, 1], d) * rng.uniform(500, 2000, d)
+    x, y = make_regression(1200, d, n_informative=6, noise=5, random_state=0)
+    return train_test_split(x * scales + means, y / y.std() * 60 + 40, test_size=0.4, random_state=0)
+
+
 _DATA = None
 
 

@@ -101,21 +101,16 @@ def render_text(report: Report, console) -> None:
     title = escape(f"{report.native} → {report.onnx or '(in memory)'}")
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
     for col, just in (("output", "left"), ("compared", "right"), ("mismatched", "right"), ("max abs err", "right"),
-                      ("max rel err", "right"), ("atol/rtol", "right"), ("from", "left"), ("margin", "right"),
-                      ("", "left")):
-        table.add_column(col, justify=just, no_wrap=col != "output")
+                      ("max rel err", "right"), ("tolerance", "right"), ("margin", "right"), ("", "left")):
+        table.add_column(col, justify=just, no_wrap=True)
     for o in report.outputs:
-        tol = f"{o.atol:.0e}/{o.rtol:.0e}" if o.atol is not None else "exact"
         mism = f"{o.mismatched}" + (f" ({o.mismatch_fraction:.1%})" if o.mismatched and o.total else "")
         if o.excused:
             mism += f" +{o.excused} tied"
         status = "[green]ok[/]" if o.passed else "[red]FAIL[/]"
-        source = o.tolerance_source or ""
-        if o.kind == "label" and o.decided_by:
-            source = f"exact ({o.decided_by})"
         margin = f"{o.margin:.2g}" if o.margin is not None else ""
-        table.add_row(escape(o.name), str(o.total), mism, fmt(o.max_abs_error), fmt(o.max_rel_error), tol,
-                      escape(source), margin, status)
+        table.add_row(escape(o.name), str(o.total), mism, fmt(o.max_abs_error), fmt(o.max_rel_error),
+                      escape(tolerance_cell(o)), margin, status)
     console.print(table)
     plain = lambda text: console.print(text, markup=False)  # noqa: E731  (user text may hold brackets)
     for o in report.outputs:
@@ -159,6 +154,17 @@ def render_text(report: Report, console) -> None:
         console.print(f"[bold red]FAIL[/]: {bad} disagree(s) on {rows} rows from {src}")
 
 
+SOURCE_TAGS = {"noise floor": "floor", "--tol": "--tol", "--rtol/--atol": "--rtol/--atol"}
+
+
+def tolerance_cell(o: OutputStats) -> str:
+    """``exact``, or ``atol/rtol`` followed by where it came from when that is not the dtype default."""
+    if o.atol is None:
+        return "exact"
+    tag = SOURCE_TAGS.get(o.tolerance_source or "")
+    return f"{o.atol:.0e}/{o.rtol:.0e}" + (f" {tag}" if tag else "")
+
+
 def noise_lines(o: OutputStats) -> list[str]:
     """What agreement on this output rests on, beyond its default tolerance."""
     lines = []
@@ -166,10 +172,10 @@ def noise_lines(o: OutputStats) -> list[str]:
         lines.append(f"{o.name}: {o.noise_elements} value(s) beyond the default tolerance agree within their noise "
                      f"floor ({NOISE_FACTOR:g}x the change {NOISE_DRAWS} {o.noise_precision}-perturbed native runs "
                      f"show; largest floor {fmt(o.noise_floor_max)}, margin {o.margin:.2g})")
-    if o.excused:
+    if o.excused or (o.kind == "label" and o.mismatched and o.decided_by):
         by = o.decided_by or "decision"
-        lines.append(f"{o.name}: {o.excused} label(s) differ where the native model's own {by} is tied within its "
-                     "noise (excused, not hidden)")
+        lines.append(f"{o.name}: judged by what predict decides with ({by}); {o.excused} label(s) differ where it is "
+                     f"tied within its noise (excused, not hidden), {o.mismatched} where it is not")
     return lines
 
 
@@ -186,7 +192,7 @@ def junit_suites(report) -> list:
     classname = Path(report.native).name
     for o in report.outputs:
         failure = None if o.passed else f"{o.name}: {o.mismatched} of {o.total} values disagree" + (
-            f" ({o.note})" if o.note else "")
+            f" ({o.note})" if o.note else "") + (f"; {report.diagnosis.line()}" if report.diagnosis is not None else "")
         suite.cases.append(Case(o.name, classname, report.timings.get("check", 0.0) / max(len(report.outputs), 1),
                                 failure, output_details([o])))
     return [suite]
