@@ -91,10 +91,10 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
     t0 = time.perf_counter()
     prepared = prepare(native, onnx_model, inputs=inputs, rows=rows, seed=seed, hints=hints, onnx_path=onnx_path)
     loaded, runner, source, onnx_path = prepared.loaded, prepared.runner, prepared.source, prepared.onnx_path
-    input_map, output_map, notes = prepared.input_map, prepared.output_map, prepared.notes
+    input_map, output_map, notes = prepared.input_map, prepared.output_map, list(prepared.notes)
     per_output = dict(tolerances or {})
     comparisons = _comparisons(loaded, runner, output_map, per_output, rtol, atol)
-    precision = _graph_precision(runner)
+    perturbed = _Perturbed(getattr(loaded, "probe", None), _graph_precision(runner))
     timings = {"native": 0.0, "onnx": 0.0, "noise": 0.0}
     offset = 0
     for batch in source.batches(batch_size or auto_batch_size(loaded.signature)):
@@ -114,7 +114,7 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
                                 path=onnx_path) from None
         timings["onnx"] += time.perf_counter() - t
         t = time.perf_counter()
-        noise = _measure_noise(loaded, comparisons, native_out, onnx_out, output_map, batch, precision)
+        noise = _measure_noise(perturbed, comparisons, native_out, onnx_out, output_map, batch, notes)
         timings["noise"] += time.perf_counter() - t
         for name, comp in comparisons.items():
             comp.update(native_out[name], onnx_out[output_map[name]], offset, batch, noise=noise.get(name))
@@ -157,11 +157,26 @@ def _graph_precision(runner: OnnxRunner) -> str:
 _FLOAT_TYPES = ("tensor(float)", "tensor(double)", "tensor(float16)", "tensor(bfloat16)")
 
 
-def _measure_noise(loaded, comparisons, native_out, onnx_out, output_map, batch, precision) -> dict[str, Noise]:
+class _Perturbed:
+    """The probe's perturbed copies of the native model, made on first need and kept for one check only
+    (each is a deep copy of the model)."""
+
+    def __init__(self, probe, precision: str):
+        self.probe, self.precision = probe, precision
+        self._copies = None
+
+    def copies(self) -> list:
+        if self._copies is None:
+            self._copies = [self.probe.perturbed(EPS[self.precision], draw) for draw in range(NOISE_DRAWS)]
+        return self._copies
+
+
+def _measure_noise(perturbed: _Perturbed, comparisons, native_out, onnx_out, output_map, batch,
+                   notes: list[str]) -> dict[str, Noise]:
     """The native model's own noise on the rows of this batch that fail without it: each output from
     ``NOISE_DRAWS`` copies of the model with perturbed parameters, and for labels the quantity ``predict``
     compares. Nothing is run when every row agrees, or when the adapter cannot perturb its model."""
-    probe = getattr(loaded, "probe", None)
+    probe, precision = perturbed.probe, perturbed.precision
     if probe is None:
         return {}
     suspects = None
@@ -174,13 +189,16 @@ def _measure_noise(loaded, comparisons, native_out, onnx_out, output_map, batch,
         return {}
     rows = np.flatnonzero(suspects)
     sub = {k: np.asarray(v)[rows] for k, v in batch.items()}
-    eps = EPS[precision]
-    copies = [probe.perturbed(eps, draw) for draw in range(NOISE_DRAWS)]
     try:
+        copies = perturbed.copies()
         draws = [c.run(sub) for c in copies]
         deciding = probe.deciding(sub)
         deciding_draws = [c.deciding(sub) for c in copies] if deciding else []
-    except Exception:  # noqa: BLE001 -- a model that cannot run perturbed gives no evidence: the defaults stand
+    except Exception as exc:  # noqa: BLE001 -- a model that cannot run perturbed gives no evidence
+        note = f"noise floor not measured ({type(exc).__name__}: {str(exc)[:120]}): the default tolerances stand"
+        if note not in notes:
+            notes.append(note)
+        perturbed.probe = None  # once is enough: the rest of the check keeps the defaults
         return {}
     return {name: Noise(rows, [np.asarray(d[name]) for d in draws], deciding.get(name),
                         [d[name] for d in deciding_draws if name in d], precision)

@@ -70,8 +70,9 @@ class NativeProbe(Protocol):
         the order of the spec's ``classes`` (argmax decides), or 1-D (a binary margin, positive: classes[1])."""
 
     def perturbed(self, eps: float, draw: int) -> NativeProbe:
-        """The same model with its float parameters perturbed at relative precision ``eps`` (draw 0: rounded
-        to the float type of that precision; later draws: seeded random perturbations)."""
+        """The same model with its float parameters perturbed at relative precision ``eps`` (a new copy per
+        call; draw 0: rounded to the float type of that precision; later draws: other perturbations of that
+        size, deterministic per draw)."""
 
 
 @dataclass

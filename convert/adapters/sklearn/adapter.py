@@ -392,7 +392,6 @@ class _NativeRunner:
         self.signature = signature
         self.outputs = outputs
         self.binary_scores = False  # set by _finish when ONNX scores were reduced to the positive column
-        self._perturbed: dict[tuple[float, int], _NativeRunner] = {}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self(feeds)
@@ -408,10 +407,7 @@ class _NativeRunner:
         return out
 
     def perturbed(self, eps: float, draw: int) -> _NativeRunner:
-        key = (eps, draw)
-        if key not in self._perturbed:
-            self._perturbed[key] = _NativeRunner(noise.perturbed_copy(self.est, eps, draw), self.signature, self.outputs)
-        return self._perturbed[key]
+        return _NativeRunner(noise.perturbed_copy(self.est, eps, draw), self.signature, self.outputs)
 
     def native_input(self, feeds: dict[str, np.ndarray]):
         specs = self.signature.inputs
