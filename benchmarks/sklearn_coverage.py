@@ -105,7 +105,8 @@ def main(argv=None) -> int:
             row = run_case(case, Path(tmp))
             rows.append(row)
             extra = row.get("reason") or (f"remedy {row.get('remedy')}, synthesized: {row.get('synthesized', '-')}"
-                                          + (f", within noise: {row['within_noise']}" if row.get("within_noise") else "")
+                                          + (f", within noise: {row['within_noise']}"
+                                             if row.get("within_noise") else "")
                                           + (f", labels != predict: {row['labels_differ']}"
                                              if row.get("labels_differ") is not None else ""))
             print(f"{row['model']:<42} {row['outcome']:<28} {row['seconds']:>6.2f}s  {extra}", flush=True)
@@ -113,7 +114,8 @@ def main(argv=None) -> int:
     print(f"\n{len(rows)} models: {counts.get('agrees', 0)} convert and agree, {counts.get('refused', 0)} refused")
     noisy = sum(1 for r in rows if r.get("within_noise") and r["outcome"] == "agrees")
     wrong = sum(1 for r in rows if r.get("labels_differ"))
-    print(f"  {noisy} agree only within their measured noise floor; {wrong} pass with labels != predict on held-out rows")
+    print(f"  {noisy} agree only within their measured noise floor; "
+          f"{wrong} pass with labels != predict on held-out rows")
     for outcome, n in Counter(r["outcome"] for r in rows).most_common():
         print(f"  {n:>3}  {outcome}")
     if args.json:

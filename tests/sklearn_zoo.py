@@ -265,7 +265,8 @@ def offcentre_cases() -> list[Case]:
             lambda: ensemble.GradientBoostingClassifier(n_estimators=20, random_state=0))
     add("raw/LogisticRegression", M, lambda: linear_model.LogisticRegression(max_iter=300))
     add("raw/SGDClassifier-hinge", M, lambda: linear_model.SGDClassifier(random_state=0))
-    add("raw/SGDClassifier-modified_huber", M, lambda: linear_model.SGDClassifier(loss="modified_huber", random_state=0))
+    add("raw/SGDClassifier-modified_huber", M,
+        lambda: linear_model.SGDClassifier(loss="modified_huber", random_state=0))
     add("raw/RidgeClassifier", M, lambda: linear_model.RidgeClassifier())
     add("raw/Perceptron", M, lambda: linear_model.Perceptron(random_state=0))
     add("raw/LinearSVC", M, lambda: svm.LinearSVC())
@@ -276,9 +277,11 @@ def offcentre_cases() -> list[Case]:
     add("raw/QuadraticDiscriminantAnalysis", M, lambda: discriminant_analysis.QuadraticDiscriminantAnalysis())
     add("raw/DecisionTreeClassifier", M, lambda: tree.DecisionTreeClassifier(random_state=0))
     add("raw/RandomForestClassifier", M, lambda: ensemble.RandomForestClassifier(20, random_state=0))
-    add("raw/HistGradientBoostingClassifier", M, lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, random_state=0))
+    add("raw/HistGradientBoostingClassifier", M,
+        lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, random_state=0))
     add("raw/AdaBoostClassifier", M, lambda: ensemble.AdaBoostClassifier(n_estimators=15, random_state=0))
-    add("raw/CalibratedClassifierCV", M, lambda: calibration.CalibratedClassifierCV(linear_model.LogisticRegression(max_iter=300)))
+    add("raw/CalibratedClassifierCV", M,
+        lambda: calibration.CalibratedClassifierCV(linear_model.LogisticRegression(max_iter=300)))
     add("raw/OneVsRestClassifier-SGD-log", M, lambda: multiclass.OneVsRestClassifier(
         linear_model.SGDClassifier(loss="log_loss", random_state=0)))
     add("raw/VotingClassifier-hard", M, lambda: ensemble.VotingClassifier(
@@ -305,7 +308,8 @@ def offcentre_cases() -> list[Case]:
     add("raw/DecisionTreeRegressor", R, lambda: tree.DecisionTreeRegressor(random_state=0))
     add("raw/RandomForestRegressor", R, lambda: ensemble.RandomForestRegressor(20, random_state=0))
     add("raw/GradientBoostingRegressor", R, lambda: ensemble.GradientBoostingRegressor(n_estimators=30, random_state=0))
-    add("raw/HistGradientBoostingRegressor", R, lambda: ensemble.HistGradientBoostingRegressor(max_iter=30, random_state=0))
+    add("raw/HistGradientBoostingRegressor", R,
+        lambda: ensemble.HistGradientBoostingRegressor(max_iter=30, random_state=0))
     add("raw/Scaler+SVR", R, lambda: P(S(), svm.SVR()))
     add("raw/Scaler+SGDRegressor", R, lambda: P(S(), linear_model.SGDRegressor(random_state=0)))
     add("raw/Scaler+MLPRegressor", R, lambda: P(S(), neural_network.MLPRegressor(

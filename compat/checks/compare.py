@@ -110,11 +110,6 @@ class OutputStats:
         return self.mismatched == 0 and not self.note_blocks
 
     @property
-    def needs_noise(self) -> bool:
-        """Agreement here rests on the native model's measured noise (a floor or an excused tie)."""
-        return bool(self.excused or self.noise_elements)
-
-    @property
     def note_blocks(self) -> bool:
         return self.note is not None and self.note.startswith("cannot compare")
 

@@ -13,9 +13,10 @@ import convert
 from convert import onnxfile
 from convert.errors import BadInputError, UnsupportedModelError
 
-from .compare import DEFAULT_TOLERANCES, EPS, NOISE_DRAWS, Noise, OutputComparison, Tolerance
+from .compare import DEFAULT_TOLERANCES, OutputComparison, Tolerance
 from .inputs import InputSource, auto_batch_size, chain, read_inputs, synthesize
 from .localize import describe, localize
+from .noise import NoiseMeter
 from .report import Attempt, Report
 from .run import OnnxRunner
 
@@ -94,7 +95,7 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
     input_map, output_map, notes = prepared.input_map, prepared.output_map, list(prepared.notes)
     per_output = dict(tolerances or {})
     comparisons = _comparisons(loaded, runner, output_map, per_output, rtol, atol)
-    perturbed = _Perturbed(getattr(loaded, "probe", None), _graph_precision(runner))
+    meter = NoiseMeter(loaded, runner)
     timings = {"native": 0.0, "onnx": 0.0, "noise": 0.0}
     offset = 0
     for batch in source.batches(batch_size or auto_batch_size(loaded.signature)):
@@ -114,7 +115,7 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
                                 path=onnx_path) from None
         timings["onnx"] += time.perf_counter() - t
         t = time.perf_counter()
-        noise = _measure_noise(perturbed, comparisons, native_out, onnx_out, output_map, batch, notes)
+        noise = meter.measure(comparisons, native_out, {n: onnx_out[output_map[n]] for n in comparisons}, batch, notes)
         timings["noise"] += time.perf_counter() - t
         for name, comp in comparisons.items():
             comp.update(native_out[name], onnx_out[output_map[name]], offset, batch, noise=noise.get(name))
@@ -144,65 +145,6 @@ def _onnx_runner(onnx_model, onnx_path, threads: int | None = None) -> OnnxRunne
         except BadInputError:
             pass
     return OnnxRunner(onnxfile.load(path), path=path, threads=threads)
-
-
-def _graph_precision(runner: OnnxRunner) -> str:
-    """The float type the graph's results carry: float32 if any float output (or, without one, any input)
-    is float32 or narrower, else float64. Noise floors are measured at that precision."""
-    types = [t for t in runner.output_types.values() if t in _FLOAT_TYPES]
-    types = types or [t for t in runner.inputs.values() if t in _FLOAT_TYPES]
-    return "float64" if types and all(t == "tensor(double)" for t in types) else "float32"
-
-
-_FLOAT_TYPES = ("tensor(float)", "tensor(double)", "tensor(float16)", "tensor(bfloat16)")
-
-
-class _Perturbed:
-    """The probe's perturbed copies of the native model, made on first need and kept for one check only
-    (each is a deep copy of the model)."""
-
-    def __init__(self, probe, precision: str):
-        self.probe, self.precision = probe, precision
-        self._copies = None
-
-    def copies(self) -> list:
-        if self._copies is None:
-            self._copies = [self.probe.perturbed(EPS[self.precision], draw) for draw in range(NOISE_DRAWS)]
-        return self._copies
-
-
-def _measure_noise(perturbed: _Perturbed, comparisons, native_out, onnx_out, output_map, batch,
-                   notes: list[str]) -> dict[str, Noise]:
-    """The native model's own noise on the rows of this batch that fail without it: each output from
-    ``NOISE_DRAWS`` copies of the model with perturbed parameters, and for labels the quantity ``predict``
-    compares. Nothing is run when every row agrees, or when the adapter cannot perturb its model."""
-    probe, precision = perturbed.probe, perturbed.precision
-    if probe is None:
-        return {}
-    suspects = None
-    for name, comp in comparisons.items():
-        if comp.overridden and comp.stats.kind != "label":
-            continue
-        rows = comp.suspects(native_out[name], onnx_out[output_map[name]])
-        suspects = rows if suspects is None else suspects | rows
-    if suspects is None or not suspects.any():
-        return {}
-    rows = np.flatnonzero(suspects)
-    sub = {k: np.asarray(v)[rows] for k, v in batch.items()}
-    try:
-        copies = perturbed.copies()
-        draws = [c.run(sub) for c in copies]
-        deciding = probe.deciding(sub)
-        deciding_draws = [c.deciding(sub) for c in copies] if deciding else []
-    except Exception as exc:  # noqa: BLE001 -- a model that cannot run perturbed gives no evidence
-        note = f"noise floor not measured ({type(exc).__name__}: {str(exc)[:120]}): the default tolerances stand"
-        if note not in notes:
-            notes.append(note)
-        perturbed.probe = None  # once is enough: the rest of the check keeps the defaults
-        return {}
-    return {name: Noise(rows, [np.asarray(d[name]) for d in draws], deciding.get(name),
-                        [d[name] for d in deciding_draws if name in d], precision)
-            for name in comparisons if all(name in d for d in draws)}
 
 
 def _match_names(loaded, runner: OnnxRunner, onnx_path):
@@ -332,7 +274,7 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
 
     attempts: list[Attempt] = []
     best: tuple[Report, convert.Converted] | None = None
-    noisy_pass: tuple[Report, convert.Converted, int] | None = None  # agrees only within the native noise
+    noisy_pass: tuple[Report, convert.Converted] | None = None  # agrees only within the native noise
     last_unsupported: UnsupportedModelError | None = None
     for event in remedy_attempts(loaded, check_one if check else None, opset):
         seconds = time.perf_counter() - event.started
@@ -355,12 +297,12 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
             if report.passed and not _within_noise(report):
                 return _finish(loaded, event.converted, report, attempts, target, write, t0, opset)
             if report.passed:  # keep it, but a later remedy may agree without leaning on the noise
-                noisy_pass = noisy_pass or (report, event.converted, len(attempts))
+                noisy_pass = noisy_pass or (report, event.converted)
                 continue
             if best is None or mismatched < sum(o.mismatched for o in best[0].outputs):
                 best = (report, event.converted)
     if noisy_pass is not None:
-        report, converted, _ = noisy_pass
+        report, converted = noisy_pass
         return _finish(loaded, converted, report, attempts, target, write, t0, opset)
     if best is None:
         raise last_unsupported or UnsupportedModelError("no conversion available", path=loaded.artifact.path)

@@ -63,7 +63,8 @@ def test_a_perturbed_copy_moves_what_is_computed_with_and_nothing_that_is_compar
     from sklearn.tree import DecisionTreeRegressor
 
     x_tr, x_te, y_tr, _ = sklearn_zoo.datasets()["raw-multiclass"]
-    lr = make_pipeline(StandardScaler(), KBinsDiscretizer(4, encode="onehot-dense"), LogisticRegression()).fit(x_tr, y_tr)
+    lr = make_pipeline(StandardScaler(), KBinsDiscretizer(4, encode="onehot-dense"), LogisticRegression())
+    lr.fit(x_tr, y_tr)
     tree = DecisionTreeRegressor(max_depth=5, random_state=0).fit(x_tr, y_tr.astype(float))
     knn = KNeighborsClassifier().fit(x_tr, y_tr)
     for draw in range(4):

@@ -86,17 +86,16 @@ class SklearnAdapter:
         """Each proper prefix of a pipeline as a model of its own (output ``transformed``), in order: the
         check converts and compares them to find the first step whose output diverges."""
         est = loaded.model
-        steps = [(name, step) for name, step in getattr(est, "steps", []) if step not in (None, "passthrough")]
-        if len(steps) < 2:
-            return []
+        active = [(pos, name, step) for pos, (name, step) in enumerate(getattr(est, "steps", []))
+                  if step not in (None, "passthrough")]
+        outputs = (_Output(OutputSpec("transformed", "value"), "transform"),)
+        signature = Signature(loaded.signature.inputs, tuple(o.spec for o in outputs))
         out = []
-        for i in range(1, len(steps)):
-            prefix = est[: [s for _, s in est.steps].index(steps[i][1])]
-            outputs = (_Output(OutputSpec("transformed", "value"), "transform"),)
-            signature = Signature(loaded.signature.inputs, tuple(o.spec for o in outputs))
+        for i, (pos, name, step) in enumerate(active[:-1]):
+            prefix = est[: pos + 1]
             runner = _NativeRunner(prefix, signature, outputs)
-            facts = {"estimator": describe(prefix), "model": type(steps[i - 1][1]).__name__}
-            label = f"step {i} of {len(steps)}: {steps[i - 1][0]} ({describe(steps[i - 1][1])})"
+            facts = {"estimator": describe(prefix), "model": type(step).__name__}
+            label = f"step {i + 1} of {len(active)}: {name} ({describe(step)})"
             out.append((label, Loaded(loaded.artifact, prefix, signature, runner, self.name, [], facts, 0.0,
                                       probe=runner)))
         return out
