@@ -284,6 +284,8 @@ def offcentre_cases() -> list[Case]:
         lambda: calibration.CalibratedClassifierCV(linear_model.LogisticRegression(max_iter=300)))
     add("raw/OneVsRestClassifier-SGD-log", M, lambda: multiclass.OneVsRestClassifier(
         linear_model.SGDClassifier(loss="log_loss", random_state=0)))
+    add("raw/OneVsRestClassifier-LogisticRegression", M, lambda: multiclass.OneVsRestClassifier(
+        linear_model.LogisticRegression(max_iter=300)))
     add("raw/VotingClassifier-hard", M, lambda: ensemble.VotingClassifier(
         [("lr", P(S(), linear_model.LogisticRegression())), ("dt", tree.DecisionTreeClassifier(max_depth=4)),
          ("nb", naive_bayes.GaussianNB())]))
