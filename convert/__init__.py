@@ -66,8 +66,23 @@ def remedies(loaded: Loaded) -> tuple[str | None, ...]:
     return tuple(adapters.get(loaded.adapter).remedies(loaded))
 
 
+def stages(loaded: Loaded) -> list[tuple[str, Loaded]]:
+    """The model's leading parts as models of their own (a pipeline's prefixes), in order; [] when the
+    adapter cannot split it. Used to find where a disagreeing conversion first diverges."""
+    adapter = adapters.get(loaded.adapter)
+    return list(adapter.stages(loaded)) if hasattr(adapter, "stages") else []
+
+
+def known_causes(loaded: Loaded, symptoms: set[str]) -> list[tuple[str, str]]:
+    """(component, why) for each known reason this model's conversion disagrees that matches a symptom seen
+    by the check ("nan", "labels", "values")."""
+    adapter = adapters.get(loaded.adapter)
+    return list(adapter.known_causes(loaded, symptoms)) if hasattr(adapter, "known_causes") else []
+
+
 __all__ = [
     "Artifact", "BadInputError", "ClassSpec", "Converted", "Domain", "EnvironmentProblem", "Finding", "GlobalRef",
     "Hints", "Loaded", "ModelClassError", "ModelportError", "OutputSpec", "PickleScan", "Signature", "TensorSpec",
-    "UnsafeArtifactError", "UnsupportedModelError", "inspect", "load", "parse_dims", "remedies", "save", "to_onnx",
+    "UnsafeArtifactError", "UnsupportedModelError", "inspect", "known_causes", "load", "parse_dims", "remedies", "save",
+    "stages", "to_onnx",
 ]

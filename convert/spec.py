@@ -65,13 +65,14 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One output. ``kind`` tells the comparator how to judge it:
-    ``label`` (exact, but ties in ``scores_from`` are excused), ``scores`` / ``value`` (tolerance)."""
+    """One output. ``kind`` tells the comparator how to judge it: ``label`` (exact, except where the native
+    model's own decision is tied within its noise), ``scores`` / ``value`` (tolerance)."""
 
     name: str
     kind: str = "value"  # "label" | "probabilities" | "scores" | "value"
     scores_from: str | None = None  # for labels: the output holding the class scores
-    classes: tuple | None = None  # for labels: the label of each column of ``scores_from``
+    classes: tuple | None = None  # for labels: the label of each column of ``scores_from`` and of the decision
+    decided_by: str | None = None  # for labels: what the native predict compares (e.g. "decision_function")
 
 
 @dataclass(frozen=True)

@@ -54,13 +54,51 @@ def _datasets():
     return out
 
 
+def _offcentre(x, rng):
+    """Features the way raw tables hold them: means of about a thousand, scales from 1 to 10,000."""
+    d = x.shape[1]
+    scales = np.logspace(0, 4, d)
+    means = rng.choice([-1.0, 1.0], d) * rng.uniform(500, 2000, d)
+    return x * scales + means
+
+
+def _offcentre_datasets():
+    from sklearn.datasets import make_classification, make_regression
+    from sklearn.model_selection import train_test_split
+
+    out = {}
+    rng = np.random.default_rng(14)
+    for name, k in (("raw-binary", 2), ("raw-multiclass", 3)):
+        x, y = make_classification(900, 8, n_informative=5, n_redundant=0, n_classes=k, n_clusters_per_class=1,
+                                   random_state=k)
+        out[name] = train_test_split(_offcentre(x, rng), y, test_size=1 / 3, random_state=0)
+    x, y = make_regression(900, 8, n_informative=6, noise=5.0, random_state=0)
+    y = 40 + 60 * y / y.std()  # a target of magnitude ~100
+    out["raw-regression"] = train_test_split(_offcentre(x, rng), y, test_size=1 / 3, random_state=0)
+    return out
+
+
+def raw_svr_data():
+    """Raw features (means ~1e3, scales 1..1e4) and a target of mean 40, spread 60: a plain ``SVR()`` on
+    them has held-out predictions near zero whose float32 error exceeds the default tolerance."""
+    from sklearn.datasets import make_regression
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(0)
+    d = 8
+    scales = np.logspace(0, 4, d)
+    means = rng.choice([-1, 1], d) * rng.uniform(500, 2000, d)
+    x, y = make_regression(1200, d, n_informative=6, noise=5, random_state=0)
+    return train_test_split(x * scales + means, y / y.std() * 60 + 40, test_size=0.4, random_state=0)
+
+
 _DATA = None
 
 
 def datasets():
     global _DATA
     if _DATA is None:
-        _DATA = _datasets()
+        _DATA = {**_datasets(), **_offcentre_datasets()}
     return _DATA
 
 
@@ -206,3 +244,143 @@ def fit(case: Case):
         warnings.simplefilter("ignore")
         model.fit(x_tr, y_tr)
     return model, x_te, y_te
+
+
+def offcentre_cases() -> list[Case]:
+    """Models fitted on raw, unscaled features (means ~1e3, scales 1..1e4) and a target of magnitude ~100:
+    where float32 graphs meet saturated probabilities, cancellation and rows on thresholds."""
+    from sklearn import (calibration, discriminant_analysis, ensemble, linear_model, multiclass, naive_bayes,
+                         neighbors, neural_network, pipeline, preprocessing, svm, tree)
+
+    P = pipeline.make_pipeline
+    S = preprocessing.StandardScaler
+    c = []
+    add = lambda name, data, make: c.append(Case(name, data, make))  # noqa: E731
+    M, B, R = "raw-multiclass", "raw-binary", "raw-regression"
+    for data in (M, B):
+        tag = data.split("-")[1]
+        add(f"raw/SGDClassifier-log/{tag}", data, lambda: linear_model.SGDClassifier(loss="log_loss", random_state=0))
+        add(f"raw/SVC/{tag}", data, lambda: svm.SVC())
+        add(f"raw/GradientBoostingClassifier/{tag}", data,
+            lambda: ensemble.GradientBoostingClassifier(n_estimators=20, random_state=0))
+    add("raw/LogisticRegression", M, lambda: linear_model.LogisticRegression(max_iter=300))
+    add("raw/SGDClassifier-hinge", M, lambda: linear_model.SGDClassifier(random_state=0))
+    add("raw/SGDClassifier-modified_huber", M,
+        lambda: linear_model.SGDClassifier(loss="modified_huber", random_state=0))
+    add("raw/RidgeClassifier", M, lambda: linear_model.RidgeClassifier())
+    add("raw/Perceptron", M, lambda: linear_model.Perceptron(random_state=0))
+    add("raw/LinearSVC", M, lambda: svm.LinearSVC())
+    add("raw/SVC-proba", M, lambda: svm.SVC(probability=True, random_state=0))
+    add("raw/KNeighborsClassifier", M, lambda: neighbors.KNeighborsClassifier())
+    add("raw/GaussianNB", M, lambda: naive_bayes.GaussianNB())
+    add("raw/LinearDiscriminantAnalysis", M, lambda: discriminant_analysis.LinearDiscriminantAnalysis())
+    add("raw/QuadraticDiscriminantAnalysis", M, lambda: discriminant_analysis.QuadraticDiscriminantAnalysis())
+    add("raw/DecisionTreeClassifier", M, lambda: tree.DecisionTreeClassifier(random_state=0))
+    add("raw/RandomForestClassifier", M, lambda: ensemble.RandomForestClassifier(20, random_state=0))
+    add("raw/HistGradientBoostingClassifier", M,
+        lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, random_state=0))
+    add("raw/AdaBoostClassifier", M, lambda: ensemble.AdaBoostClassifier(n_estimators=15, random_state=0))
+    add("raw/CalibratedClassifierCV", M,
+        lambda: calibration.CalibratedClassifierCV(linear_model.LogisticRegression(max_iter=300)))
+    add("raw/OneVsRestClassifier-SGD-log", M, lambda: multiclass.OneVsRestClassifier(
+        linear_model.SGDClassifier(loss="log_loss", random_state=0)))
+    add("raw/OneVsRestClassifier-LogisticRegression", M, lambda: multiclass.OneVsRestClassifier(
+        linear_model.LogisticRegression(max_iter=300)))
+    add("raw/VotingClassifier-hard", M, lambda: ensemble.VotingClassifier(
+        [("lr", P(S(), linear_model.LogisticRegression())), ("dt", tree.DecisionTreeClassifier(max_depth=4)),
+         ("nb", naive_bayes.GaussianNB())]))
+    add("raw/VotingClassifier-soft", M, lambda: ensemble.VotingClassifier(
+        [("sgd", linear_model.SGDClassifier(loss="log_loss", random_state=0)), ("nb", naive_bayes.GaussianNB())],
+        voting="soft"))
+    # pipelines
+    add("raw/Scaler+SGDClassifier-log", M, lambda: P(S(), linear_model.SGDClassifier(loss="log_loss", random_state=0)))
+    add("raw/Scaler+SVC-proba", B, lambda: P(S(), svm.SVC(probability=True, random_state=0)))
+    add("raw/Scaler+MLPClassifier", M, lambda: P(S(), neural_network.MLPClassifier(
+        hidden_layer_sizes=(16,), max_iter=300, random_state=0)))
+    add("raw/Calibrated(Scaler+LogisticRegression)", M, lambda: calibration.CalibratedClassifierCV(
+        P(S(), linear_model.LogisticRegression())))
+    add("raw/KBins+LogisticRegression", M, lambda: P(preprocessing.KBinsDiscretizer(5, encode="onehot-dense"),
+                                                     linear_model.LogisticRegression(max_iter=300)))
+    # regressors
+    add("raw/LinearRegression", R, lambda: linear_model.LinearRegression())
+    add("raw/Ridge", R, lambda: linear_model.Ridge())
+    add("raw/SVR", R, lambda: svm.SVR())
+    add("raw/LinearSVR", R, lambda: svm.LinearSVR(random_state=0))
+    add("raw/KNeighborsRegressor", R, lambda: neighbors.KNeighborsRegressor())
+    add("raw/DecisionTreeRegressor", R, lambda: tree.DecisionTreeRegressor(random_state=0))
+    add("raw/RandomForestRegressor", R, lambda: ensemble.RandomForestRegressor(20, random_state=0))
+    add("raw/GradientBoostingRegressor", R, lambda: ensemble.GradientBoostingRegressor(n_estimators=30, random_state=0))
+    add("raw/HistGradientBoostingRegressor", R,
+        lambda: ensemble.HistGradientBoostingRegressor(max_iter=30, random_state=0))
+    add("raw/Scaler+SVR", R, lambda: P(S(), svm.SVR()))
+    add("raw/Scaler+SGDRegressor", R, lambda: P(S(), linear_model.SGDRegressor(random_state=0)))
+    add("raw/Scaler+MLPRegressor", R, lambda: P(S(), neural_network.MLPRegressor(
+        hidden_layer_sizes=(16,), max_iter=500, random_state=0)))
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# checking a conversion without modelport's comparator
+
+
+def holdout_file(loaded, x_te, folder):
+    """The held-out rows as a file modelport reads (CSV for frames and text, .npz otherwise)."""
+    import pandas as pd
+
+    if hasattr(x_te, "columns"):
+        path = folder / "holdout.csv"
+        x_te.to_csv(path, index=False)
+    elif loaded.signature.inputs[0].dtype == "string":
+        path = folder / "holdout.csv"
+        pd.DataFrame({"text": list(x_te)}).to_csv(path, index=False)
+    else:
+        path = folder / "holdout.npz"
+        np.savez(path, **{loaded.signature.inputs[0].name: np.asarray(x_te, dtype=np.float32)})
+    return path
+
+
+def onnx_feeds(sess, loaded, x_te):
+    """(feeds for the onnxruntime session, the same rows as the native model takes them)."""
+    inputs = {i.name: i.type for i in sess.get_inputs()}
+    if hasattr(x_te, "columns"):
+        out = {}
+        for spec in loaded.signature.inputs:
+            col = x_te[spec.column_names[0]].to_numpy().reshape(-1, 1)
+            out[spec.name] = col.astype(object) if spec.dtype == "string" else col.astype(
+                np.float64 if inputs[spec.name] == "tensor(double)" else np.float32)
+        return out, x_te
+    if loaded.signature.inputs[0].dtype == "string":
+        return {"text": np.asarray(x_te, dtype=object).reshape(-1, 1)}, list(x_te)
+    x32 = np.asarray(x_te, dtype=np.float32)
+    return {"X": x32.astype(np.float64) if inputs["X"] == "tensor(double)" else x32}, x32.astype(np.float64)
+
+
+def disagreements(model, loaded, report, onnx_path, x_te) -> list[str]:
+    """Run the written ONNX file in onnxruntime on the held-out rows and compare it with the model's own
+    methods. Labels must equal ``predict`` row for row; floats must be within rtol 1e-3 / atol 1e-4, except
+    elements of an output the report says were judged by their measured noise floor, and never by more
+    than the largest floor it reports. Returns what disagrees (empty: agreement)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feeds, native_x = onnx_feeds(sess, loaded, x_te)
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    stats = {o.name: o for o in report.outputs}
+    problems = []
+    for out in loaded.runner.outputs:
+        name = out.spec.name
+        native = np.asarray(getattr(model, out.method)(native_x))
+        onnx_out = np.asarray(got[name]).reshape(native.shape)
+        if native.dtype.kind in "fc":
+            err = np.abs(onnx_out.astype(np.float64) - native)
+            beyond = err > 1e-4 + 1e-3 * np.abs(native)
+            if not beyond.any():
+                continue
+            o = stats[name]
+            if o.tolerance_source != "noise floor" or not err[beyond].max() <= o.noise_floor_max:
+                problems.append(f"{name}: {int(beyond.sum())} values off by up to {err.max():.3g}")
+        else:
+            differ = native.astype(str) != onnx_out.astype(str)
+            if differ.any():
+                problems.append(f"{name}: {int(differ.sum())} of {differ.size} differ from {out.method}")
+    return problems

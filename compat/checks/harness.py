@@ -16,6 +16,8 @@ from convert.errors import BadInputError, UnsupportedModelError
 
 from .compare import DEFAULT_TOLERANCES, OutputComparison, Tolerance
 from .inputs import InputSource, auto_batch_size, chain, read_inputs, synthesize
+from .localize import describe, localize
+from .noise import NoiseMeter
 from .report import Attempt, Report
 from .run import OnnxRunner
 
@@ -91,11 +93,12 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
     t0 = time.perf_counter()
     prepared = prepare(native, onnx_model, inputs=inputs, rows=rows, seed=seed, hints=hints, onnx_path=onnx_path)
     loaded, runner, source, onnx_path = prepared.loaded, prepared.runner, prepared.source, prepared.onnx_path
-    input_map, output_map, notes = prepared.input_map, prepared.output_map, prepared.notes
+    input_map, output_map, notes = prepared.input_map, prepared.output_map, list(prepared.notes)
     per_output = dict(tolerances or {})
     _known_outputs(loaded, per_output)
     comparisons = _comparisons(loaded, runner, output_map, per_output, rtol, atol)
-    timings = {"native": 0.0, "onnx": 0.0}
+    meter = NoiseMeter(loaded, runner)
+    timings = {"native": 0.0, "onnx": 0.0, "noise": 0.0}
     offset = 0
     for batch in source.batches(batch_size or auto_batch_size(loaded.signature)):
         t = time.perf_counter()
@@ -113,10 +116,11 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
             raise OnnxRunFailed(f"onnxruntime fails on these inputs: {str(exc).splitlines()[0][:200]}",
                                 path=onnx_path) from None
         timings["onnx"] += time.perf_counter() - t
+        t = time.perf_counter()
+        noise = meter.measure(comparisons, native_out, {n: onnx_out[output_map[n]] for n in comparisons}, batch, notes)
+        timings["noise"] += time.perf_counter() - t
         for name, comp in comparisons.items():
-            spec = _output_spec(loaded, name)
-            scores = native_out.get(spec.scores_from) if spec and spec.scores_from else None
-            comp.update(native_out[name], onnx_out[output_map[name]], offset, batch, scores)
+            comp.update(native_out[name], onnx_out[output_map[name]], offset, batch, noise=noise.get(name))
         offset += len(next(iter(batch.values())))
     if offset == 0:
         raise BadInputError("no rows to compare", path=source.description)
@@ -127,6 +131,7 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
         verdict=verdict, native=str(loaded.artifact.path), onnx=onnx_path, model=loaded.facts.get("estimator", ""),
         outputs=outputs, inputs={"source": source.description, "rows": offset},
         notes=list(loaded.notes) + notes, timings=timings,
+        diagnosis=describe(loaded, outputs) if verdict == "fail" else None,
     )
 
 
@@ -142,13 +147,6 @@ def _onnx_runner(onnx_model, onnx_path, threads: int | None = None) -> OnnxRunne
         except BadInputError:
             pass
     return OnnxRunner(onnxfile.load(path), path=path, threads=threads)
-
-
-def _output_spec(loaded, name):
-    try:
-        return loaded.signature.output(name)
-    except KeyError:
-        return None
 
 
 def _match_names(loaded, runner: OnnxRunner, onnx_path):
@@ -225,14 +223,13 @@ def _comparisons(loaded, runner, output_map, per_output, rtol, atol) -> dict[str
     for spec in loaded.signature.outputs:
         onnx_type = runner.output_types.get(output_map[spec.name], "")
         tol = per_output.get(spec.name)
+        source = "--tol" if tol is not None else None
         if tol is None and (rtol is not None or atol is not None):
             base = _dtype_default(onnx_type)
             tol = Tolerance(rtol if rtol is not None else base.rtol, atol if atol is not None else base.atol)
-        scores_tol = None
-        if spec.scores_from:
-            scores_tol = per_output.get(spec.scores_from) or _dtype_default(
-                runner.output_types.get(output_map.get(spec.scores_from, ""), ""))
-        comps[spec.name] = OutputComparison(spec.name, spec.kind, tol, scores_tol, spec.classes)
+            source = "--rtol/--atol"
+        comps[spec.name] = OutputComparison(spec.name, spec.kind, tol, None, spec.classes, source=source,
+                                            decided_by=spec.decided_by)
     return comps
 
 
@@ -339,6 +336,7 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
 
     attempts: list[Attempt] = []
     best: tuple[Report, convert.Converted] | None = None
+    noisy_pass: tuple[Report, convert.Converted] | None = None  # agrees only within the native noise
     last_unsupported: UnsupportedModelError | None = None
     for event in remedy_attempts(loaded, check_one if check else None, opset):
         seconds = time.perf_counter() - event.started
@@ -356,15 +354,35 @@ def convert_and_check(source, output: str | Path | None = None, *, opset: int | 
         else:
             report = event.report
             mismatched = sum(o.mismatched for o in report.outputs)
-            attempts.append(Attempt(event.remedy, report.verdict, mismatched, seconds=seconds))
-            if report.passed:
+            attempts.append(Attempt(event.remedy, report.verdict, mismatched, seconds=seconds,
+                                    within_noise=_within_noise(report)))
+            if report.passed and not _within_noise(report):
                 return _finish(loaded, event.converted, report, attempts, target, write, t0, opset, baseline)
+            if report.passed:  # keep it, but a later remedy may agree without leaning on the noise
+                noisy_pass = noisy_pass or (report, event.converted)
+                continue
             if best is None or mismatched < sum(o.mismatched for o in best[0].outputs):
                 best = (report, event.converted)
+    if noisy_pass is not None:
+        report, converted = noisy_pass
+        return _finish(loaded, converted, report, attempts, target, write, t0, opset, baseline)
     if best is None:
         raise last_unsupported or UnsupportedModelError("no conversion available", path=loaded.artifact.path)
     report, converted = best
+
+    def check_part(part: convert.Loaded, model) -> Report:
+        return globals()["check"](part, model, inputs=source_inputs, rows=0, batch_size=batch_size,
+                                  onnx_path=str(target))
+
+    t = time.perf_counter()
+    report.diagnosis = localize(loaded, report.outputs, converted.remedy, check_part)
+    report.timings["diagnose"] = time.perf_counter() - t
     return _finish(loaded, converted, report, attempts, target, write and keep_failed, t0, opset, baseline)
+
+
+def _within_noise(report: Report) -> int:
+    """How many elements or labels agree only within the native model's measured noise."""
+    return sum(o.noise_elements + o.excused for o in report.outputs)
 
 
 def _finish(loaded, converted, report, attempts, target, write, t0, opset, baseline=None):

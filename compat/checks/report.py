@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..text import fmt
-from .compare import OutputStats
+from .compare import NOISE_DRAWS, NOISE_FACTOR, OutputStats
 
 CHECK_SCHEMA = "modelport.check/1"
 # distributions whose versions a report records when installed (read from metadata: nothing is imported)
@@ -42,10 +42,11 @@ class Attempt:
     mismatched: int = 0
     reason: str | None = None
     seconds: float = 0.0
+    within_noise: int = 0  # elements or labels that agree only within the native model's measured noise
 
     def to_dict(self) -> dict:
         return {"remedy": self.remedy or "none", "verdict": self.verdict, "mismatched": self.mismatched,
-                "reason": self.reason, "seconds": round(self.seconds, 3)}
+                "reason": self.reason, "seconds": round(self.seconds, 3), "within_noise": self.within_noise}
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Report:
     timings: dict = field(default_factory=dict)
     environment: dict = field(default_factory=environment)
     schema: str = CHECK_SCHEMA
+    diagnosis: object | None = None  # localize.Diagnosis for a failed check: where and why
 
     @property
     def passed(self) -> bool:
@@ -81,6 +83,7 @@ class Report:
             "notes": self.notes,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "environment": self.environment,
+            "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None,
         }
 
     def to_json(self) -> str:
@@ -99,26 +102,35 @@ def render_text(report: Report, console) -> None:
     title = escape(f"{report.native} → {report.onnx or '(in memory)'}")
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
     for col, just in (("output", "left"), ("compared", "right"), ("mismatched", "right"), ("max abs err", "right"),
-                      ("max rel err", "right"), ("atol/rtol", "right"), ("", "left")):
-        table.add_column(col, justify=just, no_wrap=col != "output")
+                      ("max rel err", "right"), ("tolerance", "right"), ("margin", "right"), ("", "left")):
+        table.add_column(col, justify=just, no_wrap=True)
     for o in report.outputs:
-        tol = f"{o.atol:.0e}/{o.rtol:.0e}" if o.atol is not None else "exact"
         mism = f"{o.mismatched}" + (f" ({o.mismatch_fraction:.1%})" if o.mismatched and o.total else "")
         if o.excused:
             mism += f" +{o.excused} tied"
         status = "[green]ok[/]" if o.passed else "[red]FAIL[/]"
-        table.add_row(escape(o.name), str(o.total), mism, fmt(o.max_abs_error), fmt(o.max_rel_error), tol, status)
+        margin = f"{o.margin:.2g}" if o.margin is not None else ""
+        table.add_row(escape(o.name), str(o.total), mism, fmt(o.max_abs_error), fmt(o.max_rel_error),
+                      escape(tolerance_cell(o)), margin, status)
     console.print(table)
     plain = lambda text: console.print(text, markup=False)  # noqa: E731  (user text may hold brackets)
     for o in report.outputs:
         if o.note:
             plain(f"  note on {o.name}: {o.note}")
+        for line in noise_lines(o):
+            plain(f"  {line}")
         if not o.passed and o.worst:
             w = o.worst
             plain(f"  worst {o.name}: row {w['row']}" + (f" index {w['index']}" if w.get("index") else "")
                   + f": native {w['native']!r} vs onnx {w['onnx']!r}")
             if w.get("input"):
                 plain(f"    input: {_short_dict(w['input'])}")
+    if report.diagnosis is not None and not report.passed:
+        d = report.diagnosis
+        plain(f"  why: {d.line()}")
+        for step in d.steps:
+            plain(f"    {step.step}: {step.verdict}" + (f" ({step.reason})" if step.reason else "")
+                  + (f", {step.mismatched} mismatched" if step.mismatched else ""))
     conv = report.conversion
     if conv:
         remedy = conv.get("remedy") or "none"
@@ -136,11 +148,36 @@ def render_text(report: Report, console) -> None:
     src = escape(str(report.inputs.get("source", "?")))
     if report.passed:
         excused = sum(o.excused for o in report.outputs)
-        extra = f" ({excused} label(s) on tied scores excused)" if excused else ""
+        extra = f" ({excused} label(s) on tied decisions excused)" if excused else ""
         console.print(f"[bold green]PASS[/]: outputs agree on {rows} rows from {src}{extra}")
     else:
         bad = escape(", ".join(o.name for o in report.outputs if not o.passed))
         console.print(f"[bold red]FAIL[/]: {bad} disagree(s) on {rows} rows from {src}")
+
+
+SOURCE_TAGS = {"noise floor": "floor", "--tol": "--tol", "--rtol/--atol": "--rtol/--atol"}
+
+
+def tolerance_cell(o: OutputStats) -> str:
+    """``exact``, or ``atol/rtol`` followed by where it came from when that is not the dtype default."""
+    if o.atol is None:
+        return "exact"
+    tag = SOURCE_TAGS.get(o.tolerance_source or "")
+    return f"{o.atol:.0e}/{o.rtol:.0e}" + (f" {tag}" if tag else "")
+
+
+def noise_lines(o: OutputStats) -> list[str]:
+    """What agreement on this output rests on, beyond its default tolerance."""
+    lines = []
+    if o.noise_elements:
+        lines.append(f"{o.name}: {o.noise_elements} value(s) beyond the default tolerance agree within their noise "
+                     f"floor ({NOISE_FACTOR:g}x the change {NOISE_DRAWS} {o.noise_precision}-perturbed native runs "
+                     f"show; largest floor {fmt(o.noise_floor_max)}, margin {o.margin:.2g})")
+    if o.excused or (o.kind == "label" and o.mismatched and o.decided_by):
+        by = o.decided_by or "decision"
+        lines.append(f"{o.name}: judged by what predict decides with ({by}); {o.excused} label(s) differ where it is "
+                     f"tied within its noise (excused, not hidden), {o.mismatched} where it is not")
+    return lines
 
 
 def _short_dict(d: dict, limit: int = 160) -> str:
@@ -156,7 +193,7 @@ def junit_suites(report) -> list:
     classname = Path(report.native).name
     for o in report.outputs:
         failure = None if o.passed else f"{o.name}: {o.mismatched} of {o.total} values disagree" + (
-            f" ({o.note})" if o.note else "")
+            f" ({o.note})" if o.note else "") + (f"; {report.diagnosis.line()}" if report.diagnosis is not None else "")
         suite.cases.append(Case(o.name, classname, report.timings.get("check", 0.0) / max(len(report.outputs), 1),
                                 failure, output_details([o])))
     return [suite]

@@ -58,6 +58,23 @@ class Hints:
     exporter: str | None = None  # torch: "dynamo" | "torchscript"
 
 
+class NativeProbe(Protocol):
+    """What a check may ask of a native model beyond its outputs: how sure its own results are. Adapters
+    that can answer (scikit-learn) set ``Loaded.probe``; elsewhere the dtype's default tolerances stand."""
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The outputs, as ``Loaded.run`` gives them."""
+
+    def deciding(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """For each label output whose decision a continuous quantity describes, that quantity: columns in
+        the order of the spec's ``classes`` (argmax decides), or 1-D (a binary margin, positive: classes[1])."""
+
+    def perturbed(self, eps: float, draw: int) -> NativeProbe:
+        """The same model with its float parameters perturbed at relative precision ``eps`` (a new copy per
+        call; draw 0: rounded to the float type of that precision; later draws: other perturbations of that
+        size, deterministic per draw)."""
+
+
 @dataclass
 class Loaded:
     """A native model ready to run. ``run`` returns outputs named exactly as the ONNX graph names them."""
@@ -70,6 +87,7 @@ class Loaded:
     notes: list[str] = field(default_factory=list)  # what loading did on the user's behalf
     facts: dict = field(default_factory=dict)  # adapter-specific (estimator name, classes, ...)
     seconds: float = 0.0
+    probe: NativeProbe | None = None  # how sure the native results are (noise floors, deciding quantities)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.runner(feeds)

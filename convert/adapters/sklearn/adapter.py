@@ -27,7 +27,7 @@ from ... import versions
 from .. import diagnosis
 from ...errors import BadInputError, CannotLoadError, EnvironmentProblem, OutOfMemoryError, UnsupportedModelError
 from ...spec import Domain, OutputSpec, Signature, TensorSpec
-from . import domains, functions, trees
+from . import causes, decisions, domains, functions, labels, noise, text, trees
 from ..base import Converted, Hints, Loaded, Stopwatch, warm_modules
 
 PLAIN, EXACT_TREES, DOUBLE = None, "exact-trees", "double"
@@ -45,6 +45,7 @@ KNOWN_WRONG = {
 class _Output:
     spec: OutputSpec
     method: str  # the estimator method that computes it natively
+    decision: decisions.Decision | None = None  # labels: what that method decides with
 
 
 class SklearnAdapter:
@@ -80,13 +81,36 @@ class SklearnAdapter:
         runner = _NativeRunner(est, signature, outputs)
         facts = {"estimator": describe(est), "model": type(domains.steps_of(est)[-1]).__name__,
                  "saved_with": artifact.saved_with.get("sklearn")}
-        return Loaded(artifact, est, signature, runner, self.name, notes, facts, time.perf_counter() - t0)
+        return Loaded(artifact, est, signature, runner, self.name, notes, facts, time.perf_counter() - t0,
+                      probe=runner)
 
     # -- convert --------------------------------------------------------------------------------
     def remedies(self, loaded: Loaded) -> tuple[str | None, ...]:
         if trees.contains_exact_trees(loaded.model):
             return (PLAIN, EXACT_TREES, DOUBLE)
         return (PLAIN, DOUBLE)
+
+    # -- diagnose -------------------------------------------------------------------------------
+    def stages(self, loaded: Loaded) -> list[tuple[str, Loaded]]:
+        """Each proper prefix of a pipeline as a model of its own (output ``transformed``), in order: the
+        check converts and compares them to find the first step whose output diverges."""
+        est = loaded.model
+        active = [(pos, name, step) for pos, (name, step) in enumerate(getattr(est, "steps", []))
+                  if step not in (None, "passthrough")]
+        outputs = (_Output(OutputSpec("transformed", "value"), "transform"),)
+        signature = Signature(loaded.signature.inputs, tuple(o.spec for o in outputs))
+        out = []
+        for i, (pos, name, step) in enumerate(active[:-1]):
+            prefix = est[: pos + 1]
+            runner = _NativeRunner(prefix, signature, outputs)
+            facts = {"estimator": describe(prefix), "model": type(step).__name__}
+            label = f"step {i + 1} of {len(active)}: {name} ({describe(step)})"
+            out.append((label, Loaded(loaded.artifact, prefix, signature, runner, self.name, [], facts, 0.0,
+                                      probe=runner)))
+        return out
+
+    def known_causes(self, loaded: Loaded, symptoms: set[str]) -> list[tuple[str, str]]:
+        return causes.known_causes(loaded.model, symptoms)
 
     def to_onnx(self, loaded: Loaded, opset: int | None = None, remedy: str | None = None) -> Converted:
         if remedy not in (PLAIN, EXACT_TREES, DOUBLE):
@@ -105,6 +129,7 @@ class SklearnAdapter:
                         path=loaded.artifact.path, hint="the exact-trees conversion handles it")
         with watch("convert"):
             model = _skl2onnx_convert(loaded, opset, remedy, notes)
+            model = _label_from_raw_scores(loaded, model, opset, remedy, notes)
         with watch("finish"):
             model = _finish(loaded, model, notes)
         return Converted(model, remedy, notes, steps)
@@ -264,25 +289,27 @@ def _output_plan(est, artifact: Artifact) -> tuple[_Output, ...]:
     has = lambda m: hasattr(est, m)  # noqa: E731  (respects available_if)
     classes = getattr(est, "classes_", None)
     classes = tuple(np.asarray(classes).tolist()) if classes is not None and np.ndim(classes) == 1 else None
+    decision = decisions.decision_of(est) if kind in ("classifier", "clusterer", "outlier_detector") else None
+    decided_by = decision.name if decision else None
+    if decision and classes is None:
+        classes = decision.classes
+    label = lambda scores_from=None: _Output(OutputSpec(  # noqa: E731
+        "label", "label", scores_from=scores_from, classes=classes, decided_by=decided_by), "predict", decision)
     if kind == "classifier":
         second = ("probabilities", "predict_proba") if has("predict_proba") else ("scores", "decision_function")
         if not has(second[1]):
-            return (_Output(OutputSpec("label", "label"), "predict"),)
-        return (_Output(OutputSpec("label", "label", scores_from=second[0], classes=classes), "predict"),
-                _Output(OutputSpec(second[0], second[0]), second[1]))
+            return (label(),)
+        return (label(second[0]), _Output(OutputSpec(second[0], second[0]), second[1]))
     if kind == "regressor":
         return (_Output(OutputSpec("prediction", "value"), "predict"),)
     if kind == "outlier_detector" and has("predict") and has("decision_function"):
-        return (_Output(OutputSpec("label", "label"), "predict"), _Output(OutputSpec("scores", "scores"), "decision_function"))
+        return (label(), _Output(OutputSpec("scores", "scores"), "decision_function"))
     if kind == "clusterer" and has("predict"):
         if has("predict_proba"):
-            k = getattr(domains.steps_of(est)[-1], "n_components", None)
-            labels = tuple(range(k)) if isinstance(k, int) else None
-            return (_Output(OutputSpec("label", "label", scores_from="probabilities", classes=labels), "predict"),
-                    _Output(OutputSpec("probabilities", "probabilities"), "predict_proba"))
+            return (label("probabilities"), _Output(OutputSpec("probabilities", "probabilities"), "predict_proba"))
         if has("transform"):
-            return (_Output(OutputSpec("label", "label"), "predict"), _Output(OutputSpec("scores", "scores"), "transform"))
-        return (_Output(OutputSpec("label", "label"), "predict"),)
+            return (label(), _Output(OutputSpec("scores", "scores"), "transform"))
+        return (label(),)
     if has("transform"):
         return (_Output(OutputSpec("transformed", "value"), "transform"),)
     raise UnsupportedModelError(f"{describe(est)} has no predict or transform to convert", path=artifact.path,
@@ -362,13 +389,30 @@ def _resolve_columns(columns, names):
 
 
 class _NativeRunner:
-    """Feeds named like the ONNX inputs -> the estimator's own methods -> outputs named like ONNX."""
+    """Feeds named like the ONNX inputs -> the estimator's own methods -> outputs named like ONNX. Also the
+    check's ``NativeProbe``: what each label is decided with, and copies with perturbed parameters."""
 
     def __init__(self, est, signature: Signature, outputs: tuple[_Output, ...]):
         self.est = est
         self.signature = signature
         self.outputs = outputs
         self.binary_scores = False  # set by _finish when ONNX scores were reduced to the positive column
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self(feeds)
+
+    def deciding(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = self.native_input(feeds)
+        out = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for o in self.outputs:
+                if o.decision is not None and o.decision.compute is not None:
+                    out[o.spec.name] = np.asarray(o.decision.compute(self.est, x), dtype=np.float64)
+        return out
+
+    def perturbed(self, eps: float, draw: int) -> _NativeRunner:
+        return _NativeRunner(noise.perturbed_copy(self.est, eps, draw), self.signature, self.outputs)
 
     def native_input(self, feeds: dict[str, np.ndarray]):
         specs = self.signature.inputs
@@ -461,9 +505,11 @@ def _options(est, notes: list[str]) -> dict:
             continue  # a pipeline passes its own options down to its last step: set them there instead
         allowed = _allowed_options(inner)
         if "zipmap" in allowed:
-            options[id(inner)] = {"zipmap": False}
+            options[id(inner)] = {**options.get(id(inner), {}), "zipmap": False}
         elif _kind(inner) in ("classifier", "clusterer"):
-            options[id(inner)] = {}
+            options.setdefault(id(inner), {})
+        if name == "CalibratedClassifierCV":
+            _calibrate_raw_scores(inner, options, notes)
         if name in ("CountVectorizer", "TfidfVectorizer") and getattr(inner, "token_pattern", None) == DEFAULT_TOKEN_PATTERN \
                 and getattr(inner, "analyzer", "word") == "word" and getattr(inner, "tokenizer", None) is None:
             options[id(inner)] = {"tokenexp": UNICODE_TOKEN_EXP}
@@ -471,7 +517,42 @@ def _options(est, notes: list[str]) -> dict:
     return options
 
 
-def _skl2onnx_convert(loaded: Loaded, opset: int | None, remedy: str | None, notes: list[str]):
+def _label_from_raw_scores(loaded: Loaded, model, opset, remedy, notes: list[str]):
+    """Where skl2onnx derives the label from probabilities but scikit-learn decides with decision_function,
+    take the label from a second conversion with raw scores (see ``labels``)."""
+    final = domains.steps_of(loaded.model)[-1]
+    spec = next((o for o in loaded.signature.outputs if o.kind == "label"), None)
+    why = labels.needs_raw_scores(final, spec.decided_by if spec else None)
+    if why is None or "raw_scores" not in _allowed_options(final):
+        return model
+    raw = _skl2onnx_convert(loaded, opset, remedy, [], {id(final): {"raw_scores": True}})
+    merged = labels.take_label(model, raw)
+    if merged is None:
+        return model
+    notes.append(f"{type(final).__name__}: label computed from the raw scores ({why})")
+    return merged
+
+
+def _calibrate_raw_scores(calibrated, options: dict, notes: list[str]) -> None:
+    """scikit-learn calibrates a base pipeline's decision_function; skl2onnx asks only the base estimator
+    itself for raw scores, so a pipeline's probabilities get calibrated instead (every probability wrong).
+    Ask the pipeline's final step for its raw scores, as skl2onnx does for a bare estimator."""
+    fixed = 0
+    for member in getattr(calibrated, "calibrated_classifiers_", ()):
+        base = getattr(member, "estimator", None)
+        if not hasattr(base, "steps") or not hasattr(base, "decision_function"):
+            continue
+        final = base.steps[-1][1]
+        if "raw_scores" in _allowed_options(final):
+            options[id(final)] = {**options.get(id(final), {}), "raw_scores": True}
+            fixed += 1
+    if fixed:
+        notes.append("CalibratedClassifierCV over a pipeline: the pipeline's raw scores are calibrated, as "
+                     "scikit-learn does (skl2onnx would calibrate its probabilities)")
+
+
+def _skl2onnx_convert(loaded: Loaded, opset: int | None, remedy: str | None, notes: list[str],
+                      extra_options: dict | None = None):
     try:
         from skl2onnx import convert_sklearn
     except ImportError as exc:
@@ -490,7 +571,13 @@ def _skl2onnx_convert(loaded: Loaded, opset: int | None, remedy: str | None, not
             custom[type(inner)] = functions.convert
             shapes[type(inner)] = functions.shape
             notes.append(f"FunctionTransformer({inner.func.__name__}) written as ONNX ops")
+        if text.supported(inner):
+            custom[type(inner)] = text.convert
+            notes.append(f"{type(inner).__name__}(sublinear_tf=True): 1 + log(tf) for non-zero counts, as scikit-learn "
+                         "computes it (skl2onnx writes log(1 + tf))")
     options = _options(est, notes)
+    for key, extra in (extra_options or {}).items():
+        options[key] = {**options.get(key, {}), **extra}
     initial_types = _initial_types(loaded.signature, double=remedy == DOUBLE)
     target = {"": opset, "ai.onnx.ml": trees.DECLARED_ML_VERSION}
     try:

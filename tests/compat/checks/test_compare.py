@@ -84,3 +84,78 @@ def test_strings_and_integers_must_be_equal():
     assert compare(np.array(["x", "y"]), np.array(["x", "y"], dtype=object)).passed
     stats = compare(np.array([1, 2, 3]), np.array([1, 2, 4]))
     assert stats.mismatched == 1 and stats.atol is None
+
+
+# ---------------------------------------------------------------------------------------------
+# noise floors and tie evidence (the native model's own noise, measured by the check on failing rows)
+
+from compat.checks.compare import NOISE_FACTOR, Noise  # noqa: E402
+
+
+def test_a_value_beyond_the_default_passes_only_within_its_measured_floor():
+    native = np.array([100.0, 0.01, 0.02, 5.0])
+    onnx = native + np.array([0.0, 4e-5, 4e-5, 0.0])  # rows 1 and 2 fail the float32 default (1e-5 + 1e-4*|x|)
+    comp = OutputComparison("prediction")
+    assert comp.suspects(native, onnx).tolist() == [False, True, True, False]
+    change = np.array([1e-5, 1e-6])  # row 1's native value moves by 1e-5 under perturbation, row 2's by 1e-6
+    comp.update(native, onnx, 0, noise=Noise(np.array([1, 2]), [native[[1, 2]] + change]))
+    stats = comp.result()
+    assert stats.noise_elements == 1 and stats.mismatched == 1 and stats.failed_rows == [2]
+    assert stats.tolerance_source == "noise floor" and stats.noise_floor_max == pytest.approx(NOISE_FACTOR * 1e-5)
+    assert stats.margin == pytest.approx(4e-5 / (NOISE_FACTOR * 1e-6))
+
+
+def test_a_stated_tolerance_is_never_widened_by_a_floor():
+    native, onnx = np.array([0.01]), np.array([0.01 + 4e-5])
+    comp = OutputComparison("prediction", tolerance=Tolerance(1e-4, 1e-5))
+    comp.update(native, onnx, 0, noise=Noise(np.array([0]), [native + 1.0]))
+    stats = comp.result()
+    assert stats.mismatched == 1 and stats.noise_elements == 0 and stats.tolerance_source == "--tol"
+
+
+def test_a_label_is_excused_only_where_the_deciding_quantity_is_within_its_noise():
+    classes = ["a", "b", "c"]
+    native = np.array(["a", "a", "b"], dtype=object)
+    onnx = np.array(["b", "b", "a"], dtype=object)
+    decision = np.array([[5.0, 5.0 - 1e-6, 0.0],   # a/b apart by 1e-6, noise 1e-6: tied
+                         [5.0, 4.0, 0.0],          # a clearly ahead: a real mismatch
+                         [0.0, 2.0, 1.0]])         # b clearly ahead: a real mismatch
+    moved = decision + np.array([[1e-6, 0, 0], [1e-6, 0, 0], [0, 1e-6, 0]])
+    comp = OutputComparison("label", "label", classes=classes, decided_by="decision_function")
+    comp.update(native, onnx, 0, noise=Noise(np.arange(3), [native], decision, [moved]))
+    stats = comp.result()
+    assert stats.excused == 1 and stats.mismatched == 2 and stats.failed_rows == [1, 2]
+
+
+def test_a_perturbed_native_model_that_predicts_the_other_label_is_evidence_of_a_tie():
+    native = np.array([0, 1])
+    onnx = np.array([1, 0])
+    perturbed = np.array([1, 1])  # the native model, perturbed, gives 1 on row 0 itself
+    comp = OutputComparison("label", "label", classes=[0, 1])
+    comp.update(native, onnx, 0, noise=Noise(np.arange(2), [perturbed]))
+    stats = comp.result()
+    assert stats.excused == 1 and stats.mismatched == 1
+
+
+def test_without_evidence_no_label_is_excused():
+    comp = OutputComparison("label", "label", classes=[0, 1])
+    comp.update(np.array([0, 1]), np.array([1, 0]), 0)
+    assert comp.result().excused == 0 and comp.result().mismatched == 2
+
+
+def test_a_binary_margin_is_tied_only_near_zero():
+    comp = OutputComparison("label", "label", classes=[0, 1])
+    margin = np.array([1e-7, 0.3])
+    comp.update(np.array([0, 1]), np.array([1, 0]), 0,
+                noise=Noise(np.arange(2), [np.array([0, 1])], margin, [margin + 1e-7]))
+    stats = comp.result()
+    assert stats.excused == 1 and stats.mismatched == 1
+
+
+def test_what_a_failure_looks_like_is_named():
+    comp = OutputComparison("probabilities")
+    comp.update(np.array([[0.5, 0.5], [0.0, 1.0]]), np.array([[0.5, 0.5], [np.nan, np.nan]]), 10)
+    stats = comp.result()
+    assert stats.symptoms == {"nan"} and stats.nan_mismatched == 2 and stats.failed_rows == [11]
+    data = stats.to_dict()
+    assert data["failed_rows"] == [11] and data["tolerance"]["source"] == "default" and data["margin"] is None
