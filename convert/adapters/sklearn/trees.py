@@ -426,6 +426,9 @@ def _tree_input(node, var, container, operator, forest: Forest, finish: dict) ->
         node("Cast", [x], [x64], to=TensorProto.DOUBLE)
         if not categorical:
             return x64, forest
+        if any(columns.is_string(c) for c in categorical):
+            raise NotExact("its categorical columns hold strings but it reads one numeric input here "
+                           "(it needs one input per column)")
         # numeric input with categorical columns: their codes are appended after the n input columns
         pieces, where = [x64], {}
         for rank, column in enumerate(sorted(categorical)):
