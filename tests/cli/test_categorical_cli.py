@@ -104,5 +104,25 @@ def test_report_is_written_on_every_exit_code(fitted, tmp_path):
     # 2 from check, and 0 without a check
     assert modelport("check", model, tmp_path / "nothing.onnx", "--report", tmp_path / "c2.json").returncode == 2
     assert report_of(tmp_path / "c2.json")["exit_code"] == 2
+    # 1: an unsafe pickle (it would create a canary file): refused, never run, and reported
+    import os
+    import pickle
+
+    canary = tmp_path / "canary"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {canary}",)
+
+    (tmp_path / "payload.pkl").write_bytes(pickle.dumps(Payload()))
+    unsafe = modelport("convert", tmp_path / "payload.pkl", "--report", tmp_path / "unsafe.json")
+    assert unsafe.returncode == 1 and not canary.exists()
+    assert report_of(tmp_path / "unsafe.json")["error"]["kind"] == "UnsafeArtifactError"
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "import pickle,sys; pickle.load(open(sys.argv[1], 'rb'))",
+                    str(tmp_path / "payload.pkl")], capture_output=True, timeout=120)
+    assert canary.exists()  # live control: a real unpickling does run it
     unchecked = modelport("convert", model, "--no-check", "-o", tmp_path / "n.onnx", "--report", tmp_path / "n.json")
     assert unchecked.returncode == 0 and report_of(tmp_path / "n.json")["verdict"] == "unchecked"
