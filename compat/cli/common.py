@@ -101,7 +101,7 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--state-key", metavar="KEY", help="torch checkpoint: the key holding the state dict "
                    "(default: found automatically)")
     g.add_argument("--exporter", choices=("dynamo", "torchscript"), help="torch: force one ONNX exporter "
-                   "(default: dynamo, falling back to torchscript)")
+                   "(default: torchscript, then dynamo when its graph fails; a .pt2 takes dynamo only)")
     g.add_argument("--signature", metavar="NAME", help="TensorFlow SavedModel: the signature to convert "
                    "(default: serving_default)")
 

@@ -11,7 +11,9 @@ Semantics mirrored from scikit-learn (checked against its sources, 1.2-1.9):
 - ``DecisionTree*``/``RandomForest*``/``ExtraTrees*``/``GradientBoosting*`` cast X to float32 and go
   left when ``x <= threshold``; NaN follows ``tree_.missing_go_to_left``.
 - ``HistGradientBoosting*`` compares in float64 (no cast); NaN follows ``missing_go_to_left``;
-  categorical splits test membership of the category code.
+  categorical splits test membership of the code its internal OrdinalEncoder gives a category (unknown and
+  missing categories become NaN, and follow ``missing_go_to_left``). The graph computes the same code from
+  the input (an exact string lookup, or an exact float64 comparison) and tests membership of it.
 """
 
 from __future__ import annotations
@@ -315,7 +317,7 @@ def _build_hist_gradient_boosting(est):
                 if known is None:
                     raise NotExact("categorical split without known categories")
                 # the split tests the category's code (what the OrdinalEncoder made of it); the graph
-                # feeds the same codes (see ``tree_input``)
+                # feeds the same codes (see ``_tree_input``)
                 bitsets = predictor.raw_left_cat_bitsets
                 member_sets, true_is_left = {}, {}
                 for n in np.flatnonzero((nodes["is_categorical"] == 1) & (nodes["is_leaf"] == 0)):
