@@ -21,6 +21,10 @@ def add_parser(sub, formatter):
 
 
 def run(args) -> int:
+    return common.reporting(args, lambda: _run(args), args.native, args.onnx)
+
+
+def _run(args) -> int:
     import compat
     import convert
 

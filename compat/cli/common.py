@@ -101,7 +101,7 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--state-key", metavar="KEY", help="torch checkpoint: the key holding the state dict "
                    "(default: found automatically)")
     g.add_argument("--exporter", choices=("dynamo", "torchscript"), help="torch: force one ONNX exporter "
-                   "(default: dynamo, falling back to torchscript)")
+                   "(default: torchscript, then dynamo when its graph fails; a .pt2 takes dynamo only)")
     g.add_argument("--signature", metavar="NAME", help="TensorFlow SavedModel: the signature to convert "
                    "(default: serving_default)")
 
@@ -173,3 +173,46 @@ def write_junit(suites, path: str | None) -> None:
         from ..junit import write
 
         write(suites, path)
+
+
+def reporting(args, run, native: str, onnx: str | None = None) -> int:
+    """Run ``run()`` (a subcommand body) so that ``--report`` is written whatever the exit code: a run that
+    stops on an error (bad input, an unsupported model, an unsafe file, a usage error found while running)
+    leaves a report with verdict ``error``, the exit code and the message, instead of no file at all."""
+    from convert.errors import ModelportError
+
+    try:
+        return run()
+    except ModelportError as exc:
+        write_error_report(args.report, native, onnx, exc.exit_code, exc.message, exc.hint, type(exc).__name__)
+        raise
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+        if code != EXIT_OK:
+            write_error_report(args.report, native, onnx, code, "usage error (see the message printed)", None,
+                               "usage")
+        raise
+
+
+def write_error_report(path: str | None, native: str, onnx: str | None, exit_code: int, message: str,
+                       hint: str | None, kind: str) -> None:
+    """A check report (same schema) for a run that ended before any output was compared."""
+    if not path:
+        return
+    from ..checks.report import Report
+
+    data = Report(verdict="error", native=str(native), onnx=onnx).to_dict()
+    data["exit_code"] = exit_code
+    data["error"] = {"kind": kind, "message": message, "hint": hint}
+    write_json(json.dumps(data, indent=2, default=str) + "\n", path)
+
+
+def write_unchecked_report(path: str | None, native: str, onnx: str, attempts) -> None:
+    """The report of ``convert --no-check``: what was written, and that nothing was compared."""
+    if not path:
+        return
+    from ..checks.report import Report
+
+    data = Report(verdict="unchecked", native=str(native), onnx=onnx, remedies=list(attempts)).to_dict()
+    data["exit_code"] = EXIT_OK
+    write_json(json.dumps(data, indent=2, default=str) + "\n", path)

@@ -29,6 +29,10 @@ def add_parser(sub, formatter):
 
 
 def run(args) -> int:
+    return common.reporting(args, lambda: _run(args), args.path, args.output)
+
+
+def _run(args) -> int:
     import compat
     import convert
 
@@ -46,6 +50,7 @@ def run(args) -> int:
                             keep_failed=args.keep_failed, batch_size=args.batch_size)
     if result.report is None:
         out.print(f"wrote {result.output} [yellow](not checked: --no-check)[/]")
+        common.write_unchecked_report(args.report, args.path, str(result.output), result.attempts)
         return common.EXIT_OK
     render_text(result.report, out)
     common.write_json(result.report.to_json(), args.report)

@@ -47,10 +47,41 @@ def test_state_dict_with_class_args_and_input_converts_and_reports_export_time(t
     assert result.returncode == 0, result.stdout + result.stderr
     assert "MLP from a state dict" in flat(result.stdout) and "x: float32[batchx20]" in flat(result.stdout)
     assert "PASS" in flat(result.stdout) and f"wrote {out}" in flat(result.stdout)
-    assert "exported with the dynamo exporter in" in flat(result.stdout)
+    assert "exported with the torchscript exporter in" in flat(result.stdout)
     data = json.loads(report.read_text())
-    assert data["verdict"] == "pass" and data["conversion"]["steps"]["export-dynamo"] > 0
+    assert data["verdict"] == "pass" and data["conversion"]["steps"]["export-torchscript"] > 0
     assert data["inputs"]["rows"] == 1000 and "torch" in data["environment"]
+
+
+PLAIN_RUN = """
+import sys, numpy as np, onnxruntime as ort
+sess = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])  # warnings on, as by default
+for batch, seq in ((1, 3), (4, 9), (2, 21)):
+    outs = sess.run(None, {"sequence": np.zeros((batch, seq, 8), np.float32)})
+    print(batch, seq, [o.shape for o in outs])
+"""
+
+
+def test_lstm_checkpoint_written_graph_runs_silently_at_every_length(tmp_path):
+    """The fixture's LSTM through the default route: the graph written runs in plain onnxruntime at other
+    sequence lengths without a shape warning; forcing the dynamo exporter, whose graph freezes the example's
+    length, is refused with the reason (exit 3) and nothing is written."""
+    out = tmp_path / "lstm.onnx"
+    args = ("--model-class", "fixtures/torch/nets.py:SequenceTagger", "--input", "batchxseqx8")
+    result = modelport("convert", TORCH / "lstm_checkpoint.pt", *args, "-o", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    import subprocess
+
+    plain = subprocess.run([sys.executable, "-c", PLAIN_RUN, str(out)], capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stderr == "", plain.stderr  # no "VerifyOutputSizes ... Expected shape" on any call
+    assert "4 9 [(4, 9, 5), (4, 4, 16)]" in plain.stdout, plain.stdout
+    forced = modelport("convert", TORCH / "lstm_checkpoint.pt", *args, "--exporter", "dynamo",
+                       "-o", tmp_path / "frozen.onnx", "--report", tmp_path / "frozen.json")
+    assert forced.returncode == 3, forced.stdout + forced.stderr
+    assert "dynamo: " in forced.stderr and ("Expected shape" in forced.stderr or "declares" in forced.stderr)
+    assert not (tmp_path / "frozen.onnx").exists()
+    assert json.loads((tmp_path / "frozen.json").read_text())["exit_code"] == 3
 
 
 def test_checkpoint_and_dataparallel_fixtures_say_what_loading_did(tmp_path):

@@ -41,6 +41,17 @@ KNOWN_WRONG = {
 }
 
 
+def known_wrong(est) -> list[str]:
+    """The estimators in ``est`` whose skl2onnx converter runs but computes something else, each with why."""
+    found = []
+    for inner in trees.iter_estimators(est):
+        reason = KNOWN_WRONG.get(type(inner).__name__)
+        categorical = getattr(inner, "is_categorical_", None)
+        if reason and categorical is not None and np.any(categorical):
+            found.append(f"{type(inner).__name__} with categorical features is wrong ({reason})")
+    return found
+
+
 @dataclass(frozen=True)
 class _Output:
     spec: OutputSpec
@@ -86,6 +97,8 @@ class SklearnAdapter:
 
     # -- convert --------------------------------------------------------------------------------
     def remedies(self, loaded: Loaded) -> tuple[str | None, ...]:
+        if known_wrong(loaded.model):  # plain would hand it to the converter known to be wrong
+            return (EXACT_TREES, DOUBLE)
         if trees.contains_exact_trees(loaded.model):
             return (PLAIN, EXACT_TREES, DOUBLE)
         return (PLAIN, DOUBLE)
@@ -119,14 +132,10 @@ class SklearnAdapter:
         watch = Stopwatch(steps)
         notes: list[str] = []
         est = loaded.model
-        if remedy is PLAIN:
-            for inner in trees.iter_estimators(est):
-                reason = KNOWN_WRONG.get(type(inner).__name__)
-                categorical = getattr(inner, "is_categorical_", None)
-                if reason and categorical is not None and np.any(categorical):
-                    raise UnsupportedModelError(
-                        f"plain conversion of {type(inner).__name__} with categorical features is wrong ({reason})",
-                        path=loaded.artifact.path, hint="the exact-trees conversion handles it")
+        wrong = known_wrong(est)
+        if remedy is PLAIN and wrong:
+            raise UnsupportedModelError(f"plain conversion of {wrong[0]}", path=loaded.artifact.path,
+                                        hint="the exact-trees conversion handles it")
         with watch("convert"):
             model = _skl2onnx_convert(loaded, opset, remedy, notes)
             model = _label_from_raw_scores(loaded, model, opset, remedy, notes)
@@ -342,6 +351,9 @@ def _input_specs(est, hints: Hints, artifact: Artifact) -> tuple[TensorSpec, ...
         names = getattr(front, "feature_names_in_", None)
     if hasattr(front, "transformers_") and names is not None:
         return _column_inputs(est, front, list(names))
+    categories = domains.hgb_categories(est)
+    if categories and (names is not None or any(v.dtype == object for v in categories.values())):
+        return _hgb_column_inputs(est, names, categories)
     n = getattr(est, "n_features_in_", None) or getattr(front, "n_features_in_", None)
     if n is None:
         raise BadInputError(f"{describe(est)} does not say how many features it takes", path=artifact.path,
@@ -370,6 +382,21 @@ def _column_inputs(est, ct, names: list[str]) -> tuple[TensorSpec, ...]:
             domain = Domain(**(vars(domain) | {"thresholds": thresholds[idx]}))
         shape = ("batch", 1)
         specs.append(TensorSpec(_onnx_name(column, taken), dtype, shape, (domain,), (str(column),)))
+    return tuple(specs)
+
+
+def _hgb_column_inputs(est, names, categories: dict) -> tuple[TensorSpec, ...]:
+    """One [batch, 1] input per column of a HistGradientBoosting model with categorical features, as it
+    reads a DataFrame: a categorical column as its encoder matches it (strings as strings, numbers as exact
+    float64 values, NaN for missing), the others float32. Columns without names are called x0, x1..."""
+    n = int(domains.steps_of(est)[-1].n_features_in_)
+    numeric = domains.numeric_domains(est, n)
+    names = [str(c) for c in names] if names is not None else [f"x{j}" for j in range(n)]
+    taken: set[str] = set()
+    specs = []
+    for j, column in enumerate(names):
+        dtype, domain = domains.category_domain(categories[j]) if j in categories else ("float32", numeric[j])
+        specs.append(TensorSpec(_onnx_name(column, taken), dtype, ("batch", 1), (domain,), (column,)))
     return tuple(specs)
 
 
@@ -562,10 +589,13 @@ def _skl2onnx_convert(loaded: Loaded, opset: int | None, remedy: str | None, not
     opset = opset or default_opset()
     custom = {}
     if remedy in (EXACT_TREES, DOUBLE):
-        custom = _exact_tree_converters(est, notes)
+        custom = _exact_tree_converters(est, notes, loaded.artifact.path)
         if remedy == EXACT_TREES and not custom:
             raise UnsupportedModelError("no tree ensemble here can be written exactly", path=loaded.artifact.path)
     shapes = {}
+    front = type(domains.steps_of(est)[0])
+    if len(loaded.signature.inputs) > 1 and custom.get(front) is trees.convert_exact_tree:
+        shapes[front] = trees.shape_exact_tree  # it reads one input per column, strings included
     for inner in trees.iter_estimators(est):
         if functions.supported(inner):
             custom[type(inner)] = functions.convert
@@ -618,7 +648,7 @@ class _conversion_view:
             setattr(inner, attr, value)
 
 
-def _exact_tree_converters(est, notes: list[str]) -> dict:
+def _exact_tree_converters(est, notes: list[str], path) -> dict:
     """Classes whose every instance in ``est`` can be written as an exact TreeEnsemble."""
     by_class: dict[type, list] = {}
     members = set()
@@ -636,6 +666,10 @@ def _exact_tree_converters(est, notes: list[str]) -> dict:
             for inner in instances:
                 trees.forest_for(inner)
         except trees.NotExact as exc:
+            wrong = [why for inner in instances for why in known_wrong(inner)]
+            if wrong:  # skl2onnx's converter would run and be wrong: refuse instead
+                raise UnsupportedModelError(f"{cls.__name__} cannot be written exactly ({exc}), and plain conversion "
+                                            f"of {wrong[0]}", path=path, hint="nothing was written") from None
             notes.append(f"{cls.__name__}: kept skl2onnx's converter ({exc})")
             continue
         custom[cls] = trees.convert_exact_tree

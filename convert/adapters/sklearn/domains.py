@@ -114,12 +114,13 @@ def tree_thresholds(est, n_features: int, steps: list | None = None) -> dict[int
                 if f >= 0:
                     f = int(features[f]) if features is not None else int(f)
                     found.setdefault(f, []).append(float(t))
+        order = _hgb_order(model)
         for iteration in getattr(model, "_predictors", None) or []:
             for predictor in iteration:
                 nodes = predictor.nodes
                 mask = (nodes["is_leaf"] == 0) & (nodes["is_categorical"] == 0)
                 for f, t in zip(nodes["feature_idx"][mask], nodes["num_threshold"][mask]):
-                    found.setdefault(int(f), []).append(float(t))
+                    found.setdefault(int(order[f]) if order is not None else int(f), []).append(float(t))
     rng = np.random.default_rng(0)
     out = {}
     for f, values in found.items():
@@ -135,26 +136,44 @@ def tree_thresholds(est, n_features: int, steps: list | None = None) -> dict[int
     return out
 
 
-def _categorical_hgb(est, n_features: int) -> dict[int, tuple]:
-    """Raw category values of HistGradientBoosting's categorical input columns."""
+def _hgb_order(model):
+    """For a HistGradientBoosting model, the input column behind each internal feature (None: the same)."""
     from .trees import NotExact, hgb_columns
 
-    out = {}
-    for model in iter_estimators(est):
-        mask = getattr(model, "is_categorical_", None)
-        mapper = getattr(model, "_bin_mapper", None)
-        if mask is None or mapper is None:
-            continue
-        try:
-            order, raw = hgb_columns(model)
-        except NotExact:
-            continue
-        for f in np.flatnonzero(mask):
-            values = raw.get(int(f), mapper.bin_thresholds_[f])
-            column = order[f] if order is not None else int(f)
-            if column < n_features:
-                out[column] = tuple(float(v) for v in values)
-    return out
+    if getattr(model, "_predictors", None) is None:
+        return None
+    try:
+        columns = hgb_columns(model)
+    except NotExact:
+        return None
+    return columns.order if columns is not None else None
+
+
+def hgb_categories(est) -> dict[int, np.ndarray]:
+    """Input column -> the categories HistGradientBoosting's encoder knows (strings, or float64 values), when
+    ``est`` is a HistGradientBoosting model (alone, or the one step of a pipeline): then its input columns
+    are the model's."""
+    from .trees import NotExact, hgb_columns
+
+    steps = steps_of(est)
+    model = steps[-1]
+    if len(steps) != 1 or type(model).__name__ not in NAN_NATIVE:
+        return {}
+    try:
+        columns = hgb_columns(model)
+    except NotExact:
+        return {}
+    return dict(columns.categories) if columns is not None else {}
+
+
+def category_domain(values: np.ndarray) -> tuple[str, Domain]:
+    """The input dtype and Domain of a column HistGradientBoosting reads as a category: strings as
+    strings; numbers as float64 (the encoder compares exact values; NaN is a missing category)."""
+    if values.dtype == object:
+        return "string", Domain(categories=tuple(values.tolist()), unknown_allowed=True)
+    integer = bool(np.all(values == np.round(values)))
+    return "float64", Domain(categories=tuple(float(v) for v in values), unknown_allowed=True,
+                             missing_allowed=True, integer=integer)
 
 
 def numeric_domains(est, n_features: int) -> tuple[Domain, ...]:
@@ -171,7 +190,7 @@ def numeric_domains(est, n_features: int) -> tuple[Domain, ...]:
         if type(step).__name__ not in MISSING_AWARE:
             break
     thresholds = tree_thresholds(est, n_features)
-    categorical = _categorical_hgb(steps[-1], n_features)
+    categorical = {j: category_domain(v)[1] for j, v in hgb_categories(est).items() if j < n_features}
     out = []
     for j, d in enumerate(domains):
         t = thresholds.get(j)
@@ -182,7 +201,8 @@ def numeric_domains(est, n_features: int) -> tuple[Domain, ...]:
                 span = float(t[-1] - t[0]) or 1.0
                 kw["low"], kw["high"] = float(t[0]) - 0.1 * span, float(t[-1]) + 0.1 * span
         if j in categorical:
-            kw.update(categories=categorical[j], integer=True, unknown_allowed=True, thresholds=())
+            c = categorical[j]
+            kw.update(categories=c.categories, integer=c.integer, unknown_allowed=True, thresholds=())
         kw["missing_allowed"] = kw.get("missing_allowed") or missing
         out.append(Domain(**kw))
     return tuple(out)

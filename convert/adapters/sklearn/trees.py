@@ -11,12 +11,14 @@ Semantics mirrored from scikit-learn (checked against its sources, 1.2-1.9):
 - ``DecisionTree*``/``RandomForest*``/``ExtraTrees*``/``GradientBoosting*`` cast X to float32 and go
   left when ``x <= threshold``; NaN follows ``tree_.missing_go_to_left``.
 - ``HistGradientBoosting*`` compares in float64 (no cast); NaN follows ``missing_go_to_left``;
-  categorical splits test membership of the category code.
+  categorical splits test membership of the code its internal OrdinalEncoder gives a category (unknown and
+  missing categories become NaN, and follow ``missing_go_to_left``). The graph computes the same code from
+  the input (an exact string lookup, or an exact float64 comparison) and tests membership of it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -228,29 +230,44 @@ def _build_gradient_boosting(est):
     return forest, dict(kind=kind, divide=None, init=_gb_init(est), link=_loss_link(est), cast_float32=True)
 
 
-def hgb_columns(est) -> tuple[list[int] | None, dict[int, np.ndarray]]:
-    """For a HistGradientBoosting model: which input column each internal feature reads (None: the
-    identity), and the raw category values behind each categorical feature's codes.
+@dataclass(frozen=True)
+class HgbColumns:
+    """How a HistGradientBoosting model reads its input columns. scikit-learn >= 1.4 puts categorical
+    features through an internal ColumnTransformer (``_preprocessor``): an OrdinalEncoder first (a known
+    category becomes its position in ``categories_``; an unknown or missing one becomes NaN, which the
+    trees send where missing values go), then the numeric columns unchanged."""
 
-    scikit-learn >= 1.4 puts categorical features through an internal ColumnTransformer
-    (``_preprocessor``): an OrdinalEncoder (unknown -> NaN) for them, first, then the numeric ones."""
+    order: tuple[int, ...]  # internal feature i reads input column order[i]
+    categories: dict[int, np.ndarray]  # input column -> its known categories (code = position), NaN left out
+
+    def is_string(self, column: int) -> bool:
+        return self.categories[column].dtype == object
+
+
+def hgb_columns(est) -> HgbColumns | None:
+    """The column plan of a HistGradientBoosting model; None when it has no preprocessor (no categorical
+    feature: internal feature i is input column i)."""
     pre = getattr(est, "_preprocessor", None)
     if pre is None:
-        return None, {}
+        mask = getattr(est, "is_categorical_", None)
+        if mask is not None and np.any(mask):
+            raise NotExact("categorical features without scikit-learn's categorical preprocessor (before 1.4)")
+        return None
     order: list[int] = []
     categories: dict[int, np.ndarray] = {}
     n_in = int(est.n_features_in_)
-    for name, trans, cols in pre.transformers_:
+    for _, trans, cols in pre.transformers_:
         if trans == "drop":
             continue
         cols = np.asarray(cols)
         idx = np.flatnonzero(cols) if cols.dtype == bool else cols.astype(int)
         kind = type(trans).__name__
         if kind == "OrdinalEncoder":
-            if getattr(trans, "handle_unknown", None) != "use_encoded_value" or not np.isnan(trans.unknown_value):
-                raise NotExact("categorical preprocessor with unusual unknown handling")
+            if getattr(trans, "handle_unknown", None) != "use_encoded_value" or not _is_nan(trans.unknown_value) \
+                    or not _is_nan(getattr(trans, "encoded_missing_value", np.nan)):
+                raise NotExact("categorical preprocessor with unusual unknown or missing handling")
             for j, col in enumerate(idx):
-                categories[len(order)] = np.asarray(trans.categories_[j])
+                categories[int(col)] = _known_categories(trans.categories_[j])
                 order.append(int(col))
         elif kind == "FunctionTransformer" or trans == "passthrough":
             order.extend(int(c) for c in idx)
@@ -258,24 +275,37 @@ def hgb_columns(est) -> tuple[list[int] | None, dict[int, np.ndarray]]:
             raise NotExact(f"categorical preprocessor step {kind}")
     if sorted(order) != list(range(n_in)):
         raise NotExact("categorical preprocessor that drops or repeats columns")
-    for values in categories.values():
-        if values.dtype.kind not in "iuf":
-            raise NotExact("string categories (needs a string input)")
-    return order, categories
+    return HgbColumns(tuple(order), categories)
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and np.isnan(value)
+
+
+def _known_categories(values) -> np.ndarray:
+    """The categories an OrdinalEncoder knows, as the encoder matches them: strings stay strings (object
+    array), numbers become float64 (it compares values, so 3 and 3.0 are one category); a trailing NaN (the
+    missing-value category) is left out, since missing and unknown values both become NaN."""
+    values = np.asarray(values)
+    if values.dtype.kind in "OUS":
+        kept = [v for v in values.tolist() if not (isinstance(v, float) and np.isnan(v)) and v is not None]
+        if not all(isinstance(v, str) for v in kept):
+            raise NotExact("a categorical column mixing strings and other values")
+        return np.asarray(kept, dtype=object)
+    if values.dtype.kind not in "biuf":
+        raise NotExact(f"categories of dtype {values.dtype}")
+    values = values.astype(np.float64)
+    return values[~np.isnan(values)]
 
 
 def _build_hist_gradient_boosting(est):
     predictors = est._predictors
     n_targets = len(predictors[0]) if predictors else 1
     forest = Forest(n_targets=n_targets)
-    order, raw_categories = hgb_columns(est)
+    columns = hgb_columns(est)
     known = None
-    if getattr(est, "is_categorical_", None) is not None and np.any(est.is_categorical_):
+    if columns is not None and columns.categories:
         known = est._bin_mapper.make_known_categories_bitsets()
-
-    def raw(feature: int, codes: set[int]) -> set[float]:
-        values = raw_categories.get(feature)
-        return {float(values[c]) for c in codes if c < len(values)} if values is not None else {float(c) for c in codes}
 
     for iteration in predictors:
         for k, predictor in enumerate(iteration):
@@ -286,25 +316,28 @@ def _build_hist_gradient_boosting(est):
             if np.any(nodes["is_categorical"]):
                 if known is None:
                     raise NotExact("categorical split without known categories")
+                # the split tests the category's code (what the OrdinalEncoder made of it); the graph
+                # feeds the same codes (see ``_tree_input``)
                 bitsets = predictor.raw_left_cat_bitsets
                 member_sets, true_is_left = {}, {}
                 for n in np.flatnonzero((nodes["is_categorical"] == 1) & (nodes["is_leaf"] == 0)):
                     feat = int(nodes["feature_idx"][n])
-                    left_set = raw(feat, _bits(bitsets[int(nodes["bitset_idx"][n])]))
-                    known_set = raw(feat, _bits(known[0][int(known[1][feat])]))
+                    left_set = _bits(bitsets[int(nodes["bitset_idx"][n])])
+                    known_set = _bits(known[0][int(known[1][feat])])
                     if nodes["missing_go_to_left"][n]:
-                        # missing, negative and unknown values go left: test the (finite) right set
+                        # missing and unknown (NaN) go left: test the right set
                         member_sets[int(n)] = known_set - left_set
                         true_is_left[int(n)] = False
                     else:
-                        member_sets[int(n)] = left_set
+                        member_sets[int(n)] = left_set & known_set
                         true_is_left[int(n)] = True
-            feature = nodes["feature_idx"] if order is None else np.asarray(order)[nodes["feature_idx"]]
+            feature = nodes["feature_idx"] if columns is None else np.asarray(columns.order)[nodes["feature_idx"]]
             forest.add_tree(left, right, feature, nodes["num_threshold"], nodes["missing_go_to_left"],
                             np.asarray(nodes["value"], dtype=np.float64), k, member_sets, true_is_left)
     kind = "classifier" if hasattr(est, "classes_") else "regressor"
     init = np.asarray(est._baseline_prediction, dtype=np.float64).reshape(-1)
-    return forest, dict(kind=kind, divide=None, init=init, link=_loss_link(est), cast_float32=False)
+    return forest, dict(kind=kind, divide=None, init=init, link=_loss_link(est), cast_float32=False,
+                        columns=columns)
 
 
 def _bits(words) -> set[int]:
@@ -349,13 +382,7 @@ def convert_exact_tree(scope, operator, container):
     node = lambda op, ins, outs, **kw: container.add_node(  # noqa: E731
         op, ins, outs, name=scope.get_unique_operator_name(op), **kw)
     var = scope.get_unique_variable_name
-    x = operator.inputs[0].full_name
-    if finish["cast_float32"]:  # scikit-learn trees look at float32(x)
-        x32 = var("x_f32")
-        node("Cast", [x], [x32], to=TensorProto.FLOAT)
-        x = x32
-    x64 = var("x_f64")
-    node("Cast", [x], [x64], to=TensorProto.DOUBLE)
+    x64, forest = _tree_input(node, var, container, operator, forest, finish)
     scores = var("tree_sum")
     container.add_node("TreeEnsemble", [x64], [scores], op_domain=ML_DOMAIN, op_version=DECLARED_ML_VERSION,
                        name=scope.get_unique_operator_name("TreeEnsemble"), **forest.attributes())
@@ -378,6 +405,133 @@ def convert_exact_tree(scope, operator, container):
         return
     proba = _apply_link(node, var, container, scores, finish["link"], binary=len(est.classes_) == 2)
     _finish_classifier(node, var, container, est, operator, proba, out_type)
+
+
+def _tree_input(node, var, container, operator, forest: Forest, finish: dict) -> tuple[str, Forest]:
+    """The double ``[N, F]`` matrix the TreeEnsemble reads, as scikit-learn's trees see the input: a float32
+    cast first where scikit-learn casts, and each categorical column replaced by its category code (or NaN
+    for an unknown or missing category). Returns it and the forest with its feature ids pointing into it."""
+    from onnx import TensorProto
+
+    columns: HgbColumns | None = finish.get("columns")
+    categorical = columns.categories if columns is not None else {}
+    inputs = operator.inputs
+    widths = [i.type.shape[1] if len(i.type.shape) == 2 else None for i in inputs]
+    n_features = int(operator.raw_operator.n_features_in_)
+    if len(inputs) == 1 and not any(isinstance(v.type, _string_type()) for v in inputs):
+        x = inputs[0].full_name
+        if finish["cast_float32"]:  # scikit-learn trees look at float32(x)
+            x32 = var("x_f32")
+            node("Cast", [x], [x32], to=TensorProto.FLOAT)
+            x = x32
+        x64 = var("x_f64")
+        node("Cast", [x], [x64], to=TensorProto.DOUBLE)
+        if not categorical:
+            return x64, forest
+        if any(columns.is_string(c) for c in categorical):
+            raise NotExact("its categorical columns hold strings but it reads one numeric input here "
+                           "(it needs one input per column)")
+        # numeric input with categorical columns: their codes are appended after the n input columns
+        pieces, where = [x64], {}
+        for rank, column in enumerate(sorted(categorical)):
+            col = var("column")
+            index = var("column_index")
+            container.add_initializer(index, TensorProto.INT64, [1], [column])
+            node("Gather", [x64, index], [col], axis=1)
+            pieces.append(_encode_column(node, var, container, col, categorical[column], numeric=True))
+            where[column] = n_features + rank
+    elif len(inputs) == n_features and all(w in (1, None) for w in widths):
+        # one input per column (a DataFrame): numbers as double, categories as codes
+        pieces, where = [], {}
+        for column, variable in enumerate(inputs):
+            is_text = isinstance(variable.type, _string_type())
+            if column in categorical:
+                if is_text != (categorical[column].dtype == object):
+                    raise NotExact(f"input {variable.onnx_name} does not hold the kind of value its categories are")
+                src = variable.full_name
+                if not is_text:
+                    src = var("column_f64")
+                    node("Cast", [variable.full_name], [src], to=TensorProto.DOUBLE)
+                pieces.append(_encode_column(node, var, container, src, categorical[column], numeric=not is_text))
+            elif is_text:
+                raise NotExact(f"text input {variable.onnx_name} for a numeric feature")
+            else:
+                col = var("column_f64")
+                if finish["cast_float32"]:
+                    c32 = var("column_f32")
+                    node("Cast", [variable.full_name], [c32], to=TensorProto.FLOAT)
+                    node("Cast", [c32], [col], to=TensorProto.DOUBLE)
+                else:
+                    node("Cast", [variable.full_name], [col], to=TensorProto.DOUBLE)
+                pieces.append(col)
+    else:
+        raise NotExact(f"{len(inputs)} inputs for a model of {n_features} features")
+    x64 = var("x_f64")
+    node("Concat", pieces, [x64], axis=1)
+    if where:
+        forest = replace(forest, feature=[where.get(f, f) for f in forest.feature])
+    return x64, forest
+
+
+def _string_type():
+    from skl2onnx.common.data_types import StringTensorType
+
+    return StringTensorType
+
+
+def _encode_column(node, var, container, column: str, categories: np.ndarray, numeric: bool) -> str:
+    """``[N, 1]`` values -> ``[N, 1]`` double codes as scikit-learn's OrdinalEncoder gives them: the position
+    of the value among ``categories``, NaN when it is not one of them (unknown, missing)."""
+    from onnx import TensorProto
+
+    k = len(categories)
+    code = var("code")
+    if numeric:  # exact double comparison against every category: the row's code is the matching position
+        cats, positions, ones = var("categories"), var("positions"), var("ones")
+        container.add_initializer(cats, TensorProto.DOUBLE, [1, max(k, 1)], categories.tolist() or [np.nan])
+        container.add_initializer(positions, TensorProto.DOUBLE, [max(k, 1), 1], list(range(max(k, 1))))
+        container.add_initializer(ones, TensorProto.DOUBLE, [max(k, 1), 1], [1.0] * max(k, 1))
+        equal, hits, raw, found = var("is_category"), var("is_category_f64"), var("raw_code"), var("matches")
+        node("Equal", [column, cats], [equal])
+        node("Cast", [equal], [hits], to=TensorProto.DOUBLE)
+        node("MatMul", [hits, positions], [raw])
+        node("MatMul", [hits, ones], [found])
+        zero = var("zero")
+        container.add_initializer(zero, TensorProto.DOUBLE, [], [0.0])
+        unknown = var("unknown")
+        node("Equal", [found, zero], [unknown])
+    else:  # strings: an exact lookup; -1 for anything else
+        as_int, raw = var("code_i64"), var("raw_code")
+        container.add_node("LabelEncoder", [column], [as_int], op_domain=ML_DOMAIN, op_version=2,
+                           name=var("LabelEncoder"), keys_strings=[str(c) for c in categories],
+                           values_int64s=list(range(k)), default_int64=-1)
+        node("Cast", [as_int], [raw], to=TensorProto.DOUBLE)
+        zero = var("zero")
+        container.add_initializer(zero, TensorProto.DOUBLE, [], [0.0])
+        unknown = var("unknown")
+        node("Less", [raw, zero], [unknown])
+    nan = var("nan")
+    container.add_initializer(nan, TensorProto.DOUBLE, [], [float("nan")])
+    node("Where", [unknown, nan, raw], [code])
+    return code
+
+
+def shape_exact_tree(operator):
+    """skl2onnx shape calculator for a tree model reading one input per column (strings included):
+    ``label [N]`` + ``probabilities [N, C]`` or ``prediction [N, 1]``, in double only when every numeric
+    input is double (the ``double`` remedy)."""
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    est = operator.raw_operator
+    n = operator.inputs[0].get_first_dimension()
+    numeric = [v for v in operator.inputs if not isinstance(v.type, _string_type())]
+    tensor = DoubleTensorType if numeric and all(isinstance(v.type, DoubleTensorType) for v in numeric) \
+        else FloatTensorType
+    if hasattr(est, "classes_"):
+        operator.outputs[0].type.shape = [n]
+        operator.outputs[1].type = tensor([n, len(est.classes_)])
+    else:
+        operator.outputs[0].type = tensor([n, 1])
 
 
 def _apply_link(node, var, container, raw, link, binary):

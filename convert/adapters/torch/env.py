@@ -111,6 +111,29 @@ def _silenced_fds():
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what C++ libraries write to file descriptor 2 (onnxruntime's log sink) while the block runs;
+    the list it yields holds the lines once the block ends."""
+    import tempfile
+
+    lines: list[str] = []
+    sys.stderr.flush()
+    fd = 2  # C++ writes to the descriptor itself, whatever Python's sys.stderr is at the moment
+
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(fd)
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(_ANSI.sub("", sink.read().decode(errors="replace")).splitlines())
+
+
 _TORCH_DTYPES = {"float32": "float32", "float64": "float64", "float16": "float16", "int64": "int64",
                  "int32": "int32", "int16": "int16", "int8": "int8", "uint8": "uint8", "bool": "bool"}
 

@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from ...spec import Signature
-from .env import Native, quiet, torch_dtype
+from .env import Native, captured_stderr, quiet, torch_dtype
 
 DYNAMO, TORCHSCRIPT = "dynamo", "torchscript"
 DYNAMO_MIN_OPSET = 18
@@ -116,19 +116,6 @@ def add_unused_inputs(model, signature: Signature, notes: list[str]) -> None:
         notes.append(f"input {spec.name} is not used by forward(); kept as an unused graph input")
 
 
-def relax_output_dims(model, varying: dict[str, set[int]]) -> list[str]:
-    """Output dims an exporter declared fixed although they change with the input size become symbolic
-    (the values were right; the declared shape was not). Returns them as ``name[axis]``."""
-    relaxed = []
-    for out in model.graph.output:
-        dims = out.type.tensor_type.shape.dim
-        for axis in sorted(varying.get(out.name, ())):
-            if axis < len(dims) and not dims[axis].dim_param:
-                dims[axis].dim_param = f"{out.name}_dim{axis}"
-                relaxed.append(f"{out.name}[{axis}]")
-    return relaxed
-
-
 def check_graph(model, signature: Signature) -> str | None:
     """Why the graph does not take and give what the model does (names, or a dynamic input axis the
     exporter froze: onnxruntime would refuse any other size), or None."""
@@ -151,17 +138,81 @@ def check_graph(model, signature: Signature) -> str | None:
 
 
 def runs_at_other_sizes(model, signature: Signature, feeds: dict[str, np.ndarray]) -> str | None:
-    """Why onnxruntime cannot run the graph on inputs of sizes other than the export example's (a size
-    the exporter baked into a Reshape, say), or None."""
+    """Why the graph is not the model at input sizes other than the export example's (``feeds``), or None.
+
+    An exporter can freeze a dynamic axis inside the graph (a Reshape to the example's length, a shape
+    declared fixed) and still compute the right values at the example's size. So the graph is run at other
+    sizes with every intermediate tensor exposed, and any of these is a failed export: onnxruntime cannot run
+    it; onnxruntime warns about a shape; a tensor anywhere in the graph, its outputs included, is declared
+    with a fixed size, or with one of the input's dynamic axes, that the run contradicts."""
     import onnxruntime as ort
 
+    probe, declared = _exposed(model)
     opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        names = {i.name for i in session.get_inputs()}
-        session.run(None, {k: v for k, v in feeds.items() if k in names})
-    except Exception as exc:
-        text = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        return f"the graph does not run on other input sizes ({text[:160]})"
+    opts.log_severity_level = 2  # warnings: VerifyOutputSizes says "Expected shape ... does not match"
+    with captured_stderr() as log:
+        try:
+            session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            names = {i.name for i in session.get_inputs()}
+            outputs = [o.name for o in session.get_outputs()]
+            values = session.run(None, {k: v for k, v in feeds.items() if k in names})
+        except Exception as exc:
+            text = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            return f"the graph does not run on other input sizes ({text[:160]})"
+    warned = [line for line in log if "[W:" in line and "shape" in line.lower()]
+    if warned:
+        return f"onnxruntime warns at other input sizes: {_log_message(warned[0])[:200]}"
+    sizes = _dynamic_sizes(signature, feeds)
+    for name, value in zip(outputs, values):
+        dims = declared.get(name)
+        if dims is None or not hasattr(value, "shape"):
+            continue
+        if len(dims) != value.ndim:
+            return f"the graph declares {name} with {len(dims)} axes, but it has {value.ndim} at other input sizes"
+        for axis, (want, got) in enumerate(zip(dims, value.shape)):
+            expected = want if isinstance(want, int) else sizes.get(want)
+            if expected is not None and expected != got:
+                said = str(want) if isinstance(want, int) else f"{want!r} ({expected})"
+                return (f"the graph declares {name}[{axis}] as {said} where it is {got} at other input sizes "
+                        "(a dynamic axis frozen at export)")
     return None
+
+
+def _exposed(model):
+    """A copy of ``model`` whose every declared intermediate tensor is also a graph output, and the declared
+    dims of all of them (int: fixed; str: symbolic; None: unknown)."""
+    import onnx
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    graph = probe.graph
+    declared: dict[str, list] = {}
+    for vi in list(graph.output) + list(graph.value_info):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            declared[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                                 for d in vi.type.tensor_type.shape.dim]
+    produced = {out for node in graph.node for out in node.output}
+    present = {o.name for o in graph.output}
+    for vi in graph.value_info:
+        if vi.name in produced and vi.name not in present and vi.type.HasField("tensor_type"):
+            graph.output.append(vi)
+            present.add(vi.name)
+    return probe, declared
+
+
+def _dynamic_sizes(signature: Signature, feeds: dict[str, np.ndarray]) -> dict[str, int]:
+    """The size each named dynamic axis has in ``feeds``."""
+    sizes = {}
+    for spec in signature.inputs:
+        value = feeds.get(spec.name)
+        if value is None:
+            continue
+        for axis, d in enumerate(spec.shape):
+            if isinstance(d, str) and axis < np.ndim(value):
+                sizes[d] = int(np.shape(value)[axis])
+    return sizes
+
+
+def _log_message(line: str) -> str:
+    """onnxruntime's log line without its time stamp and source location."""
+    return line.split("] ", 1)[1] if "] " in line else line

@@ -265,6 +265,8 @@ def example_sizes(signature: Signature, shift: int = 0, floors: Mapping[str, int
     (the check runs 8), all distinct and distinct from fixed dims, so the tracer keeps them apart."""
     fixed = {d for s in signature.inputs for d in s.shape if isinstance(d, int)}
     taken = set(fixed)
+    if shift:  # the probe's sizes are never the export example's, whatever the fixed dims push them to
+        taken |= set(example_sizes(signature, 0, floors).values())
     sizes: dict[str, int] = {}
     order = sorted({(axis != 0, d) for s in signature.inputs for axis, d in enumerate(s.shape) if isinstance(d, str)})
     others = iter(OTHER_EXAMPLES)
