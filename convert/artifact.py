@@ -117,6 +117,7 @@ def inspect(path) -> Artifact:
                 cause = (f"line endings were converted (every LF byte became CRLF: a text-mode copy or git "
                          f"autocrlf); with them restored the file is a valid pickle (verdict {restored.verdict})")
                 details["corrupt_cause"] = cause
+                details["restored_safety"] = restored.verdict
                 verdicts.append(restored.verdict)  # what it is once repaired counts too (fail closed)
         globals_ = scan.globals
         findings.extend(scan.findings)

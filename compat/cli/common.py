@@ -99,7 +99,8 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model-args", metavar="JSON", default="{}", help='torch: constructor arguments as JSON, '
                    'e.g. \'{"hidden": 64}\'')
     g.add_argument("--state-key", metavar="KEY", help="torch checkpoint: the key holding the state dict "
-                   "(default: found automatically)")
+                   "(default: found automatically); scikit-learn: the key (or index) of the estimator to take from a "
+                   "dict or tuple of several")
     g.add_argument("--exporter", choices=("dynamo", "torchscript"), help="torch: force one ONNX exporter "
                    "(default: dynamo, falling back to torchscript)")
     g.add_argument("--signature", metavar="NAME", help="TensorFlow SavedModel: the signature to convert "

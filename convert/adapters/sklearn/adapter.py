@@ -25,7 +25,7 @@ import numpy as np
 from ...artifact import Artifact
 from ...errors import BadInputError, EnvironmentProblem, OutOfMemoryError, UnsupportedModelError
 from ...spec import Domain, OutputSpec, Signature, TensorSpec
-from . import domains, functions, trees
+from . import domains, fitted, functions, trees
 from ..base import Converted, Hints, Loaded, Stopwatch, warm_modules
 
 PLAIN, EXACT_TREES, DOUBLE = None, "exact-trees", "double"
@@ -68,16 +68,19 @@ class SklearnAdapter:
         t0 = time.perf_counter()
         _require_sklearn()
         notes: list[str] = []
-        obj = _unpickle(artifact, hints.trust, notes)
-        _normalize_pre_1_4_class_counts(obj, artifact.saved_with.get("sklearn"), notes)
-        est, where = _find_estimator(obj, artifact)
+        obj, migration = _unpickle(artifact, hints.trust, notes)
+        _normalize_pre_1_4_class_counts(obj, artifact.saved_with.get("sklearn"), migration)
+        if migration:
+            notes.append(f"migrated ({len(migration)} change{'s' if len(migration) != 1 else ''}): "
+                         + "; ".join(migration.lines()))
+        est, where = _find_estimator(obj, artifact, hints.state_key)
         if where:
             notes.append(f"estimator found under {where}")
         outputs = _output_plan(est, artifact)
-        signature = Signature(_input_specs(est, hints, artifact), tuple(o.spec for o in outputs))
+        signature = Signature(_input_specs(est, hints, artifact, notes), tuple(o.spec for o in outputs))
         runner = _NativeRunner(est, signature, outputs)
         facts = {"estimator": describe(est), "model": type(domains.steps_of(est)[-1]).__name__,
-                 "saved_with": artifact.saved_with.get("sklearn")}
+                 "saved_with": artifact.saved_with.get("sklearn"), "migrated": migration.to_list()}
         return Loaded(artifact, est, signature, runner, self.name, notes, facts, time.perf_counter() - t0)
 
     # -- convert --------------------------------------------------------------------------------
@@ -124,16 +127,24 @@ def _require_sklearn():
 
 
 def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
+    """(object, Migration): a file another release saved (or one a text-mode copy damaged) goes through the
+    migrating loader, which brings old names and state forward and lists what it changed; a file this release
+    saved loads as it is."""
     import sklearn
 
     from . import unpickle  # imported before the try: an ImportError below is the pickle's, not ours
+    from .migrate import Migration
 
     installed = sklearn.__version__
     saved = artifact.saved_with.get("sklearn")
+    migrating = saved != installed or unpickle.restorable(artifact)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            obj = unpickle.load_pickle(artifact, trust)
+            if migrating:
+                obj, migration = unpickle.load_migrating(artifact, trust)
+            else:
+                obj, migration = unpickle.load_pickle(artifact, trust), Migration()
         except (ModuleNotFoundError, ImportError, AttributeError) as exc:
             raise _drift_error(artifact, installed, saved, _first_line(exc)) from None
         except ValueError as exc:
@@ -158,7 +169,7 @@ def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
                      "this works; the check is what tells")
     elif any(type(w.message).__name__ == "InconsistentVersionWarning" for w in caught):
         notes.append("scikit-learn warned that the pickle comes from another version")
-    return obj
+    return obj, migration
 
 
 def _release(version: str | None) -> tuple[int, ...] | None:
@@ -166,19 +177,21 @@ def _release(version: str | None) -> tuple[int, ...] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def _normalize_pre_1_4_class_counts(obj, saved: str | None, notes: list[str]) -> None:
+def _normalize_pre_1_4_class_counts(obj, saved: str | None, migration) -> None:
     """scikit-learn 1.4 changed what a classification tree stores in ``tree_.value``: weighted class
     fractions instead of counts, and dropped the normalization from ``predict_proba``. A tree pickled
     before 1.4 keeps its counts, so a newer release returns probabilities that do not sum to one (and a
     forest's ``predict`` can change). Such trees are normalized in memory, as the release that saved them
-    computed, and the note says so; the file is untouched."""
+    computed, and the migration says so; the file is untouched."""
     import sklearn
 
     before, now = _release(saved), _release(sklearn.__version__)
     if before is None or now is None or not (before < (1, 4) <= now):
         return
+    from .migrate import walk
+
     fixed = sums = 0
-    for est in trees.iter_estimators(obj):
+    for _, est in walk(obj):  # every tree, also in dicts and tuples of estimators
         tree = getattr(est, "tree_", None)
         if tree is None or not hasattr(est, "classes_"):
             continue
@@ -190,9 +203,9 @@ def _normalize_pre_1_4_class_counts(obj, saved: str | None, notes: list[str]) ->
         np.divide(value, np.where(total == 0, 1.0, total), out=value)
         fixed += 1
     if fixed:
-        notes.append(f"{fixed} classification tree(s) pickled with scikit-learn {saved} store class counts, which "
-                     f"scikit-learn {sklearn.__version__} reads as fractions (its predict_proba would return counts, up "
-                     f"to {sums:g}, not probabilities); normalized in memory as {saved} computed them")
+        migration.add("layout", f"{fixed} classification tree(s) pickled with scikit-learn {saved} store class counts, "
+                      f"which scikit-learn {sklearn.__version__} reads as fractions (its predict_proba would return "
+                      f"counts, up to {sums:g}, not probabilities); normalized in memory as {saved} computed them", "1.4")
 
 
 def _drift_error(artifact: Artifact, installed: str, saved: str | None, why: str) -> BadInputError:
@@ -209,12 +222,24 @@ def _is_estimator(obj) -> bool:
     return hasattr(obj, "get_params") and hasattr(obj, "fit")
 
 
-def _find_estimator(obj, artifact: Artifact):
-    """The estimator in the file: the object itself, or the one estimator inside a dict/list/tuple."""
+def estimators_in(obj) -> list[tuple]:
+    """(key, estimator) for each estimator a dict/list/tuple holds at its top level (dict keys, list indices)."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    return [(k, v) for k, v in items if _is_estimator(v)]
+
+
+def _find_estimator(obj, artifact: Artifact, key: str | None = None):
+    """The estimator in the file: the object itself, or the one estimator inside a dict/list/tuple (``key``, the
+    ``--state-key`` hint, picks one of several by its dict key or list index)."""
     if _is_estimator(obj):
         return obj, None
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
-    found = [(k, v) for k, v in items if _is_estimator(v)]
+    found = estimators_in(obj)
+    if key is not None and found:
+        chosen = [(k, v) for k, v in found if str(k) == str(key)]
+        if not chosen:
+            raise BadInputError(f"holds no estimator under {key!r} (it has {', '.join(repr(k) for k, _ in found)})",
+                                path=artifact.path, hint="pick one of those with --state-key")
+        found = chosen
     if len(found) == 1:
         key, est = found[0]
         return est, f"key {key!r}" if isinstance(obj, dict) else f"item {key}"
@@ -222,7 +247,8 @@ def _find_estimator(obj, artifact: Artifact):
     if found:
         keys = ", ".join(repr(k) for k, _ in found)
         raise BadInputError(f"holds several estimators ({keys}); modelport converts one model per file",
-                            path=artifact.path, hint="save the one to convert on its own")
+                            path=artifact.path, hint=f"pick one with --state-key {found[0][0]}, or save the one to "
+                            "convert on its own")
     raise UnsupportedModelError(f"holds a {what}, not a scikit-learn estimator", path=artifact.path)
 
 
@@ -303,7 +329,7 @@ def _onnx_name(column: str, taken: set[str]) -> str:
     return name
 
 
-def _input_specs(est, hints: Hints, artifact: Artifact) -> tuple[TensorSpec, ...]:
+def _input_specs(est, hints: Hints, artifact: Artifact, notes: list[str]) -> tuple[TensorSpec, ...]:
     steps = domains.steps_of(est)
     front = steps[0]
     front_name = type(front).__name__
@@ -317,6 +343,11 @@ def _input_specs(est, hints: Hints, artifact: Artifact) -> tuple[TensorSpec, ...
     if hasattr(front, "transformers_") and names is not None:
         return _column_inputs(est, front, list(names))
     n = getattr(est, "n_features_in_", None) or getattr(front, "n_features_in_", None)
+    if n is None:
+        n, source = fitted.input_width(front)
+        if n is not None:
+            notes.append(f"input width {n} read from {type(front).__name__}.{source} (the file predates "
+                         "n_features_in_)")
     if n is None:
         raise BadInputError(f"{describe(est)} does not say how many features it takes", path=artifact.path,
                             hint="give the input shape, e.g. --input X=batchx20")
