@@ -20,6 +20,7 @@ from .artifact import Artifact
 from .errors import (
     BadInputError,
     EnvironmentProblem,
+    MissingCodeError,
     ModelClassError,
     ModelportError,
     UnsafeArtifactError,
@@ -63,6 +64,6 @@ def remedies(loaded: Loaded) -> tuple[str | None, ...]:
 
 __all__ = [
     "Artifact", "BadInputError", "ClassSpec", "Converted", "Domain", "EnvironmentProblem", "Finding", "GlobalRef",
-    "Hints", "Loaded", "ModelClassError", "ModelportError", "OutputSpec", "PickleScan", "Signature", "TensorSpec",
+    "Hints", "Loaded", "MissingCodeError", "ModelClassError", "ModelportError", "OutputSpec", "PickleScan", "Signature", "TensorSpec",
     "UnsafeArtifactError", "UnsupportedModelError", "inspect", "load", "parse_dims", "remedies", "save", "to_onnx",
 ]

@@ -94,6 +94,7 @@ def inspect(path) -> Artifact:
     code_scan = _CODE_SCANS.get(row.code_scan)
     findings = list(_format_findings(detection))
     globals_: tuple = ()
+    restored = None  # the scan of a CRLF-damaged pickle read with its line endings restored
     scan = scan_file(path, detection) if row.container else None
     verdicts = [f.severity for f in findings if f.severity != "info"]
     if code_scan is not None:
@@ -148,7 +149,7 @@ def inspect(path) -> Artifact:
     return Artifact(
         path=path,
         format=fmt,
-        framework=detection.framework or _framework_from(globals_),
+        framework=detection.framework or _framework_from(globals_) or _framework_from(restored.globals if restored else ()),
         size=size,
         sha256=digest,
         saved_with=_saved_with(fmt, details, scan),

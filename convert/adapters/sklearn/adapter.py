@@ -63,6 +63,23 @@ class SklearnAdapter:
     def can_load(self, artifact: Artifact) -> bool:
         return artifact.framework == "sklearn"
 
+    def independent(self, loaded: Loaded):
+        """(runner, how): the loaded model evaluated from its fitted arrays alone (``reference``), outputs named as
+        ``loaded.run`` names them; None where no exact evaluation exists. The evidence that a migrated model
+        computes what the release that saved it did, when that release no longer installs."""
+        from . import reference
+
+        evaluation = reference.evaluator(loaded.model)
+        runner = loaded.runner
+        if evaluation is None or any(o.method not in evaluation.methods for o in runner.outputs):
+            return None
+
+        def run(feeds):
+            x = runner.native_input(feeds)
+            return {o.spec.name: np.asarray(evaluation(o.method, x)) for o in runner.outputs}
+
+        return run, evaluation.how
+
     # -- load ---------------------------------------------------------------------------------
     def load(self, artifact: Artifact, hints: Hints) -> Loaded:
         t0 = time.perf_counter()

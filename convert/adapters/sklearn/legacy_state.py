@@ -253,7 +253,14 @@ def _gradient_boosting(est, state, migration):
 
 
 def _hist_gradient_boosting(est, state, migration):
+    """The loss as for gradient boosting; and ``_preprocessor`` (1.4: categorical columns go through an
+    OrdinalEncoder it fits), which is None for a model without categorical features, the only kind whose old
+    binning it reproduces."""
     _rebuild_loss(est, state, migration, ("_loss",))
+    categorical = state.get("is_categorical_", None)
+    if "_preprocessor" not in state and "_predictors" in state and (categorical is None or not np.any(categorical)):
+        _set(est, state, migration, "_preprocessor", None, "set to None (no categorical features: no preprocessing)",
+             "1.4")
 
 
 def _rebuild_loss(est, state, migration, attrs) -> None:
@@ -278,10 +285,11 @@ def _rebuild_loss(est, state, migration, attrs) -> None:
 
 
 def _loss_works(loss) -> bool:
-    try:
-        return loss.closs is not None
-    except Exception:  # noqa: BLE001 -- an object unpickled without its Cython half
-        return False
+    """A loss object whose Cython half (``closs``) unpickled: not a Missing record."""
+    from .migrate import Missing
+
+    closs = getattr(loss, "closs", None)
+    return closs is not None and not isinstance(closs, Missing)
 
 
 def _libsvm(est, state, migration):

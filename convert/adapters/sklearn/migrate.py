@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...artifact import Artifact
-from ...errors import BadInputError, UnsafeArtifactError
+from ...errors import BadInputError, MissingCodeError, UnsafeArtifactError
 from ...scan.policy import is_allowed, legacy_name
 
 
@@ -99,14 +99,6 @@ class Missing:
     @classmethod
     def qualname(cls) -> str:
         return f"{cls.module}.{cls.name}"
-
-
-class MissingCodeError(BadInputError):
-    """The file needs classes that are not here; ``missing`` lists (qualname, where in the model, why)."""
-
-    def __init__(self, message: str, missing: list[tuple[str, str, str]], **kw):
-        super().__init__(message, **kw)
-        self.missing = missing
 
 
 class _Refused(Exception):
