@@ -124,7 +124,7 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
     return Report(
         verdict=verdict, native=str(loaded.artifact.path), onnx=onnx_path, model=loaded.facts.get("estimator", ""),
         outputs=outputs, inputs={"source": source.description, "rows": offset},
-        notes=list(loaded.notes) + notes, timings=timings,
+        notes=list(loaded.notes) + notes, timings=timings, migration=list(loaded.facts.get("migrated") or []),
     )
 
 

@@ -165,3 +165,10 @@ def write_junit(suites, path: str | None) -> None:
         from ..junit import write
 
         write(suites, path)
+
+
+def migrated_mark(loaded) -> str:
+    """`` [yellow]migrated (N changes)[/]`` for a model loading brought forward from an older release, else ""."""
+    changes = loaded.facts.get("migrated") or []
+    return f" [yellow]migrated ({len(changes)} change{'s' if len(changes) != 1 else ''}; see the notes)[/]" \
+        if changes else ""

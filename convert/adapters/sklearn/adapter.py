@@ -63,6 +63,24 @@ class SklearnAdapter:
     def can_load(self, artifact: Artifact) -> bool:
         return artifact.framework == "sklearn"
 
+    safe_formats = ("skops",)
+
+    def save_safe(self, loaded: Loaded, path, to: str = "skops") -> dict:
+        """Write the loaded (possibly migrated) model in a format that holds no code; what was written."""
+        from . import safe
+
+        safe.save_skops(loaded.model, path)
+        return {"format": "skops", "types": safe.trusted_types(path)}
+
+    def reload_safe(self, loaded: Loaded, path, to: str = "skops") -> Loaded:
+        """``loaded`` with its model read back from a file ``save_safe`` wrote (trusting only allowlisted types)."""
+        from dataclasses import replace
+
+        from . import safe
+
+        model = safe.load_skops(path)
+        return replace(loaded, model=model, runner=_NativeRunner(model, loaded.signature, loaded.runner.outputs))
+
     def independent(self, loaded: Loaded):
         """(runner, how): the loaded model evaluated from its fitted arrays alone (``reference``), outputs named as
         ``loaded.run`` names them; None where no exact evaluation exists. The evidence that a migrated model

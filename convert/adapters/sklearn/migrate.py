@@ -70,7 +70,8 @@ class Migration:
         return [c.text() + (f" ×{n}" if n > 1 else "") for c, n in self.changes.items()]
 
     def to_list(self) -> list[dict]:
-        return [{"kind": c.kind, "what": c.what, "since": c.since, "count": n} for c, n in self.changes.items()]
+        return [{"kind": c.kind, "what": c.what, "since": c.since, "count": n, "text": c.text()}
+                for c, n in self.changes.items()]
 
 
 class Missing:

@@ -528,8 +528,9 @@ def _tfidf(est) -> Evaluation:
             return out
         return out / np.where(norms == 0, 1.0, norms)
 
-    return Evaluation({"transform": transform}, f"word counts over a vocabulary of {len(vocab)}, idf_ and the "
-                      f"{est.norm} norm")
+    weights = "idf_" if idf is not None else "no idf"
+    return Evaluation({"transform": transform}, f"word counts over a vocabulary of {len(vocab)}, {weights}, "
+                      f"norm {est.norm}")
 
 
 def _one_vs_rest(est) -> Evaluation:
