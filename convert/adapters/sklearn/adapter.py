@@ -105,9 +105,11 @@ class SklearnAdapter:
         notes: list[str] = []
         obj, migration = _unpickle(artifact, hints.trust, notes)
         _normalize_pre_1_4_class_counts(obj, artifact.saved_with.get("sklearn"), migration)
-        if migration:
+        if migration.migrated:
             notes.append(f"migrated ({len(migration)} change{'s' if len(migration) != 1 else ''}): "
                          + "; ".join(migration.lines()))
+        elif migration:  # only parameters the file predates: its state is used as saved
+            notes.append("loaded as saved; " + "; ".join(migration.lines()))
         est, where = _find_estimator(obj, artifact, hints.state_key)
         if where:
             notes.append(f"estimator found under {where}")
@@ -115,7 +117,8 @@ class SklearnAdapter:
         signature = Signature(_input_specs(est, hints, artifact, notes), tuple(o.spec for o in outputs))
         runner = _NativeRunner(est, signature, outputs)
         facts = {"estimator": describe(est), "model": type(domains.steps_of(est)[-1]).__name__,
-                 "saved_with": artifact.saved_with.get("sklearn"), "migrated": migration.to_list()}
+                 "saved_with": artifact.saved_with.get("sklearn"),
+                 "migrated": migration.to_list() if migration.migrated else []}
         return Loaded(artifact, est, signature, runner, self.name, notes, facts, time.perf_counter() - t0)
 
     # -- convert --------------------------------------------------------------------------------

@@ -227,8 +227,8 @@ def _fill_parameters(est, state: dict, migration) -> None:
             state[name] = p.default
             added.append(f"{name}={p.default!r}")
     if added:
-        migration.add("parameter", f"{type(est).__name__}: parameters added since, set to their defaults: "
-                                   + ", ".join(added))
+        migration.add("default", f"{type(est).__name__}: parameters added since, set to their defaults: "
+                                 + ", ".join(added))
 
 
 # ------------------------------------------------------------------------------------------- fills
@@ -279,8 +279,15 @@ def _rebuild_loss(est, state, migration, attrs) -> None:
     for attr in attrs:
         state.pop(attr, None)
     state["_loss"] = loss
-    was = f"{type(old).__module__}.{type(old).__qualname__}" if not hasattr(old, "qualname") else old.qualname()
-    migration.add("rebuild", f"{type(est).__name__} loss {was} rebuilt as {type(loss).__name__} from "
+    from .migrate import Missing
+
+    if isinstance(old, Missing):
+        was = f"{old.qualname()}, which no longer exists,"
+    elif isinstance(getattr(old, "closs", None), Missing):
+        was = f"{type(old).__name__} (its Cython half, {old.closs.qualname()}, no longer exists)"
+    else:
+        was = f"{type(old).__module__}.{type(old).__qualname__}"
+    migration.add("rebuild", f"{type(est).__name__}: loss {was} rebuilt as {type(loss).__name__} from "
                              f"loss={getattr(est, 'loss', None)!r}", "1.4")
 
 

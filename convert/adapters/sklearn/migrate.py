@@ -39,11 +39,18 @@ class Change:
     """One thing migrating did: ``kind`` is ``name`` (a moved module or class), ``layout`` (an object's stored
     form rewritten), ``attribute`` (renamed), ``parameter`` (an old value or one added since), ``fill`` (a value
     derived from the fitted arrays), ``rebuild`` (an object today's release builds differently, rebuilt from its
-    owner), ``encoding`` or ``container`` (how the bytes were read)."""
+    owner), ``encoding`` or ``container`` (how the bytes were read), ``default`` (a parameter added since,
+    set to its default)."""
 
     kind: str
     what: str
     since: str = ""
+
+    @property
+    def significant(self) -> bool:
+        """Everything but a parameter the file predates, set to its default (the object's fitted state is used as
+        saved then: the file "loads as saved")."""
+        return self.kind != "default"
 
     def text(self) -> str:
         return self.what + (f" (scikit-learn {self.since})" if self.since and self.since[:1].isdigit() else
@@ -62,6 +69,11 @@ class Migration:
 
     def __bool__(self) -> bool:
         return bool(self.changes)
+
+    @property
+    def migrated(self) -> bool:
+        """Did loading change anything of the saved state (not only fill parameters added since)?"""
+        return any(c.significant for c in self.changes)
 
     def __len__(self) -> int:
         return len(self.changes)
