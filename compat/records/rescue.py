@@ -136,7 +136,7 @@ def _to_onnx(result: Rescue, loaded, target: Path, hints, rows: int, seed: int, 
 
     from ..checks.harness import convert_and_check
 
-    converted = convert_and_check(loaded, target, rows=max(rows, 1000), seed=seed, write=False)
+    converted = convert_and_check(loaded, target, rows=rows, seed=seed, write=False)
     report = converted.report
     result.onnx_check = {"verdict": report.verdict, "rows": report.inputs.get("rows"),
                          "remedy": converted.converted.remedy if converted.converted else None,

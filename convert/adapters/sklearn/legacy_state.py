@@ -163,13 +163,53 @@ LAYOUTS = {"sklearn.tree._tree.Tree": _tree_state,
 # ------------------------------------------------------------------------------------------- repair
 
 
-def repair(obj, migration) -> None:
-    """Bring every scikit-learn estimator in ``obj`` forward (in place), recording each change."""
+def repair(obj, migration, saved: str | None = None) -> None:
+    """Bring every scikit-learn estimator in ``obj`` forward (in place), recording each change; ``saved`` is the
+    release that wrote the file (``Artifact.saved_with``), for what its state alone does not say."""
     from .migrate import walk
 
     for _, est in list(walk(obj)):
         if hasattr(est, "get_params") and hasattr(est, "__dict__"):
             repair_estimator(est, migration)
+    normalize_class_counts(obj, saved, migration)
+
+
+def _release(version: str | None) -> tuple[int, ...] | None:
+    import re
+
+    m = re.match(r"(?:before )?(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def normalize_class_counts(obj, saved: str | None, migration) -> None:
+    """scikit-learn 1.4 changed what a classification tree stores in ``tree_.value``: weighted class
+    fractions instead of counts, and dropped the normalization from ``predict_proba``. A tree pickled
+    before 1.4 keeps its counts, so a newer release returns probabilities that do not sum to one (and a
+    forest's ``predict`` can change). Such trees are normalized in memory, as the release that saved them
+    computed, and the migration says so; the file is untouched."""
+    import sklearn
+
+    from .migrate import walk
+
+    before, now = _release(saved), _release(sklearn.__version__)
+    if before is None or now is None or not (before < (1, 4) <= now):
+        return
+    fixed = sums = 0
+    for _, est in walk(obj):  # every tree, also in dicts and tuples of estimators
+        tree = getattr(est, "tree_", None)
+        if tree is None or not hasattr(est, "classes_"):
+            continue
+        value = tree.value  # a writable view of the tree's own buffer
+        total = value.sum(axis=-1, keepdims=True)
+        if np.allclose(total[total > 0], 1.0):
+            continue
+        sums = max(sums, float(total.max()))
+        np.divide(value, np.where(total == 0, 1.0, total), out=value)
+        fixed += 1
+    if fixed:
+        migration.add("layout", f"{fixed} classification tree(s) pickled with scikit-learn {saved} store class counts, "
+                      f"which scikit-learn {sklearn.__version__} reads as fractions (its predict_proba would return "
+                      f"counts, up to {sums:g}, not probabilities); normalized in memory as {saved} computed them", "1.4")
 
 
 def _classes(est) -> list[str]:

@@ -132,7 +132,7 @@ def load(artifact: Artifact, trust: bool = False):
     except _Refused as exc:
         raise UnsafeArtifactError(f"unpickling tried to import {exc}, which the allowlist does not hold",
                                   path=path, hint="pass --trust only if you trust whoever wrote it") from None
-    legacy_state.repair(obj, migration)
+    legacy_state.repair(obj, migration, artifact.saved_with.get("sklearn"))
     missing = list(find_missing(obj))
     if missing:
         raise missing_error(artifact, missing)
