@@ -407,8 +407,7 @@ def _knn_classifier(est) -> Evaluation:
     classes, k = np.asarray(est.classes_), est.n_neighbors
 
     def proba(x):
-        x = _dense(x)
-        d = np.sqrt(np.maximum((x**2).sum(1)[:, None] + (fit_x**2).sum(1)[None] - 2 * x @ fit_x.T, 0))
+        d = _exact_distances(_dense(x), fit_x)
         idx = np.argsort(d, axis=1, kind="stable")[:, :k]
         dist = np.take_along_axis(d, idx, axis=1)
         if est.weights == "distance":
@@ -427,6 +426,14 @@ def _knn_classifier(est) -> Evaluation:
 
     return Evaluation({"predict_proba": proba, "predict": lambda x: _labels(classes, proba(x).argmax(axis=1))},
                       f"the {k} nearest of {len(fit_x)} training rows (brute force)")
+
+
+def _exact_distances(x: np.ndarray, fit_x: np.ndarray, block: int = 1 << 22) -> np.ndarray:
+    """Euclidean distances from differences (a row equal to a training row is at exactly 0, which distance
+    weights depend on), in blocks of rows that keep the difference array small."""
+    step = max(1, block // max(1, fit_x.size))
+    return np.concatenate([np.sqrt(((x[i:i + step, None, :] - fit_x[None]) ** 2).sum(axis=2))
+                           for i in range(0, len(x), step)]) if len(x) else np.zeros((0, len(fit_x)))
 
 
 _ACTIVATIONS = {"identity": lambda z: z, "logistic": _expit, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}
