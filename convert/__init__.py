@@ -20,6 +20,7 @@ from .artifact import Artifact
 from .errors import (
     BadInputError,
     EnvironmentProblem,
+    MissingCodeError,
     ModelClassError,
     ModelportError,
     UnsafeArtifactError,
@@ -82,7 +83,7 @@ def known_causes(loaded: Loaded, symptoms: set[str]) -> list[tuple[str, str]]:
 
 __all__ = [
     "Artifact", "BadInputError", "ClassSpec", "Converted", "Domain", "EnvironmentProblem", "Finding", "GlobalRef",
-    "Hints", "Loaded", "ModelClassError", "ModelportError", "OutputSpec", "PickleScan", "Signature", "TensorSpec",
-    "UnsafeArtifactError", "UnsupportedModelError", "inspect", "known_causes", "load", "parse_dims", "remedies", "save",
-    "stages", "to_onnx",
+    "Hints", "Loaded", "MissingCodeError", "ModelClassError", "ModelportError", "OutputSpec", "PickleScan",
+    "Signature", "TensorSpec", "UnsafeArtifactError", "UnsupportedModelError", "inspect", "known_causes", "load",
+    "parse_dims", "remedies", "save", "stages", "to_onnx",
 ]

@@ -52,7 +52,31 @@ class Artifact:
                 for g in self.globals
             ],
             "details": _jsonable(self.details),
+            "will_migrate": will_migrate(self),
         }
+
+
+def will_migrate(a: Artifact) -> list[str]:
+    """What the scikit-learn adapter's migrating loader will bring forward when it loads this file, as far as the
+    bytes say: old names the history table maps, line endings it restores, joblib < 0.10 containers it reads.
+    State the loader brings forward (renamed attributes, tree layouts) shows only once it loads: ``Loaded.facts``."""
+    from .versions import installed
+
+    scan = a.details.get("pickle_scan") or {}
+    out = []
+    if scan.get("old_names"):
+        out.append(f"will migrate: {scan['old_names']} old name(s) through the history table (listed as 'old name "
+                   "of' findings)")
+    if a.details.get("restored_safety") is not None:
+        out.append("will restore its line endings (a text-mode copy turned every LF into CRLF)")
+    if a.compression == "zfile" or scan.get("joblib_companion_files"):
+        out.append("will read its joblib < 0.10 container" + (" and companion files" if
+                                                                scan.get("joblib_companion_files") else ""))
+    saved, now = a.saved_with.get("sklearn"), installed("sklearn") if a.framework == "sklearn" else None
+    if out or (saved and now and saved != now):
+        out.append(f"saved with scikit-learn {saved}, loaded with {now}: state the release changed is brought "
+                   "forward on load, each change listed")
+    return out
 
 
 def _jsonable(value):
@@ -94,6 +118,7 @@ def inspect(path) -> Artifact:
     code_scan = _CODE_SCANS.get(row.code_scan)
     findings = list(_format_findings(detection))
     globals_: tuple = ()
+    restored = None  # the scan of a CRLF-damaged pickle read with its line endings restored
     scan = scan_file(path, detection) if row.container else None
     verdicts = [f.severity for f in findings if f.severity != "info"]
     if code_scan is not None:
@@ -117,6 +142,7 @@ def inspect(path) -> Artifact:
                 cause = (f"line endings were converted (every LF byte became CRLF: a text-mode copy or git "
                          f"autocrlf); with them restored the file is a valid pickle (verdict {restored.verdict})")
                 details["corrupt_cause"] = cause
+                details["restored_safety"] = restored.verdict
                 verdicts.append(restored.verdict)  # what it is once repaired counts too (fail closed)
         globals_ = scan.globals
         findings.extend(scan.findings)
@@ -147,7 +173,7 @@ def inspect(path) -> Artifact:
     return Artifact(
         path=path,
         format=fmt,
-        framework=detection.framework or _framework_from(globals_),
+        framework=detection.framework or _framework_from(globals_) or _framework_from(restored.globals if restored else ()),
         size=size,
         sha256=digest,
         saved_with=_saved_with(fmt, details, scan),

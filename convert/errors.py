@@ -43,6 +43,16 @@ class CannotLoadError(BadInputError):
         super().__init__(message, path=path, hint=hint)
 
 
+class MissingCodeError(BadInputError):
+    """The file needs classes that are not here (exit 2). ``missing`` lists (qualname, where in the model, the
+    release that removed it or ""): a class of the script that saved it, a library not installed, or a private
+    class a library removed; each is named, never blamed on another library's version."""
+
+    def __init__(self, message: str, missing=(), **kw):
+        self.missing = tuple(missing)
+        super().__init__(message, **kw)
+
+
 class UnsafeArtifactError(ModelportError):
     """Loading would run code the static scan does not trust (exit 1)."""
 

@@ -31,6 +31,7 @@ from convert.errors import (
     BadInputError,
     CannotLoadError,
     EnvironmentProblem,
+    MissingCodeError,
     ModelportError,
     OutOfMemoryError,
     UnsafeArtifactError,
@@ -112,6 +113,8 @@ def classify(exc: BaseException, artifact=None) -> tuple[str, str, str]:
             f"ran out of memory: {text[:200]}"
     if isinstance(exc, EnvironmentProblem):
         return "failed", "dependency", message
+    if isinstance(exc, MissingCodeError):
+        return "failed", *missing_code(exc, saved_with)
     if isinstance(exc, CannotLoadError):  # the adapter diagnosed it already, with the same words
         return "failed", exc.category, message
     found = import_failure(raw, saved_with, getattr(artifact, "globals", ()))
@@ -126,6 +129,17 @@ def classify(exc: BaseException, artifact=None) -> tuple[str, str, str]:
     if isinstance(exc, UnsupportedModelError):
         return "unsupported", "other", message
     return "failed", "other", text
+
+
+def missing_code(exc: MissingCodeError, saved_with: dict) -> tuple[str, str]:
+    """(category, reason) for a file that needs classes not here: the script's own classes and libraries that are
+    not installed are ``missing-class`` (never the fault of a version); a class a library removed is
+    ``version-drift``, with the advice for the release that saved it."""
+    first = exc.missing[0][0] if exc.missing else ""
+    top = first.split(".", 1)[0]
+    if top == "__main__" or not top or versions.installed(top) is None:
+        return "missing-class", f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+    return "version-drift", f"{exc.message}; {advice(top, (saved_with or {}).get(top), versions.installed(top))}"
 
 
 # ------------------------------------------------------------------------------------ disagreements

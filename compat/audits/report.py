@@ -17,7 +17,7 @@ SAFETY = ("safe", "suspicious", "unsafe", "unknown")
 FAILED = frozenset(("failed", "crashed", "timeout", "out-of-memory", "fail", "error"))
 # statuses per step, for renderers and documentation
 STATUSES = {
-    "load": ("ok", "weights", "needs-input", "refused", "failed", "unsupported", "crashed", "timeout", "out-of-memory",
+    "load": ("ok", "migrated", "weights", "needs-input", "refused", "failed", "unsupported", "crashed", "timeout", "out-of-memory",
              "skipped"),
     "convert": ("ok", "needs-input", "unsupported", "not-needed", "failed", "crashed", "timeout", "out-of-memory",
                 "skipped"),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from convert import formats
 from convert.adapters.base import warm_modules
+from convert.versions import installed
 
 from .diagnose import classify, disagreement, refusal
 
@@ -188,7 +189,7 @@ def framework_of(artifact) -> str | None:
 
 def _will_load(artifact, trust: bool) -> bool:
     """Will ``steps`` hand this artifact to a loader (not corrupt, and safe or trusted)?"""
-    if artifact.details.get("corrupt") or not _may_load(artifact, trust):
+    if (artifact.details.get("corrupt") and not formats.restorable(artifact)) or not _may_load(artifact, trust):
         return False
     return _HANDLERS.get(artifact.format, _native) in (_native, _onnx)
 
@@ -242,7 +243,7 @@ def warm(artifact, step: str):
 
 def steps(artifact, trust: bool):
     """(step, outcome dict) for load, convert and check, in order."""
-    corrupt = artifact.details.get("corrupt")
+    corrupt = artifact.details.get("corrupt") if not formats.restorable(artifact) else None  # CRLF: read restored
     if corrupt and not (artifact.safety == "unsafe" and not trust):  # a payload in a broken stream: refused, first
         cause = artifact.details.get("corrupt_cause")
         yield "load", _outcome("failed", f"corrupt: {cause or corrupt}", "corrupt")
@@ -357,9 +358,37 @@ def _native(artifact, trust: bool):
     what = loaded.facts.get("estimator") or loaded.adapter
     # what loading noticed (the release that saved it first, then what the adapter did about it)
     notes = sorted(loaded.notes, key=lambda n: "saved with" not in n)
-    yield "load", _outcome("ok", "; ".join([str(what), *notes]), seconds=time.perf_counter() - t0,
-                           signature=loaded.signature.describe())
+    migration = loaded.facts.get("migrated") or []
+    details = {"signature": loaded.signature.describe()}
+    if migration:
+        details["migration"] = migration
+    proof = _evidence(loaded, artifact)
+    if proof is not None:
+        details["proof"] = dict(proof.to_dict(), line=proof.line())
+        notes.append(proof.line())
+    seconds = time.perf_counter() - t0
+    if proof is not None and proof.agrees is False:
+        yield "load", _outcome("failed", "; ".join([f"{what} migrated", *notes]), "version-drift", seconds, **details)
+        yield from _not_reached("not converted: the loaded model computes something else than the release that "
+                                "saved it")
+        return
+    yield "load", _outcome("migrated" if migration else "ok", "; ".join([str(what), *notes]), seconds=seconds,
+                           **details)
     yield from _convert_and_check(loaded, artifact)
+
+
+def _evidence(loaded, artifact):
+    """For a scikit-learn model another release saved: the proof that it computes what that release did, from
+    an independent evaluation of its fitted arrays (an audit builds no environments), or the plain statement
+    that it was not verified. None for a model this release saved, or of another framework."""
+    saved = artifact.saved_with.get("sklearn")
+    if loaded.adapter != "sklearn" or (saved == installed("sklearn") and not loaded.facts.get("migrated")):
+        return None
+    from ..records.original import prove
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return prove(loaded, original=False)
 
 
 def _has_adapter(artifact) -> bool:

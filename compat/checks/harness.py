@@ -132,6 +132,7 @@ def check(native, onnx_model, *, inputs=None, rows: int = DEFAULT_ROWS, seed: in
         outputs=outputs, inputs={"source": source.description, "rows": offset},
         notes=list(loaded.notes) + notes, timings=timings,
         diagnosis=describe(loaded, outputs) if verdict == "fail" else None,
+        migration=list(loaded.facts.get("migrated") or []),
     )
 
 

@@ -62,6 +62,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     environment: dict = field(default_factory=environment)
+    migration: list[dict] = field(default_factory=list)  # what loading brought forward from an older release
     schema: str = CHECK_SCHEMA
     diagnosis: object | None = None  # localize.Diagnosis for a failed check: where and why
 
@@ -81,6 +82,7 @@ class Report:
             "remedies": [a.to_dict() for a in self.remedies],
             "conversion": self.conversion,
             "notes": self.notes,
+            "migrated": self.migration,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "environment": self.environment,
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None,

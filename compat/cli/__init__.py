@@ -35,6 +35,8 @@ commands by task:
   audit     a folder of old artifacts: what each is, who wrote it, is it safe, does it still load,
             convert and agree (a file is loaded only when the scan is safe or with --trust, in a fresh
             process of its own: no network, no credentials, limits on everything it starts)
+  migrate   an old model rescued into a format that runs no code (ONNX, skops, safetensors), proved
+            against the release that saved it, with a provenance file beside it
 """
 
 EPILOG = """\
@@ -52,7 +54,7 @@ exit codes: 0 pass, 1 check failed or unsafe artifact, 2 bad input or usage, 3 u
 
 
 # one module per subcommand, in the order ``--help`` lists them; cheap to import (no frameworks)
-COMMANDS = ("inspect", "convert", "check", "record", "verify", "matrix", "bench", "audit")
+COMMANDS = ("inspect", "convert", "check", "record", "verify", "matrix", "bench", "audit", "migrate")
 
 
 def build_parser() -> Parser:

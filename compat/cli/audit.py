@@ -26,8 +26,9 @@ safety verdicts (from the static scan):
               follow); never called safe
 
 steps (unless --static; only for files the scan calls safe, or every file with --trust):
-  load      open it with its framework (ok; weights: a state dict that needs its model's code; refused;
-            failed; crashed; timeout; out-of-memory)
+  load      open it with its framework (ok; migrated: written by another scikit-learn release and brought
+            forward, each change listed, checked against an evaluation from its fitted arrays; weights: a
+            state dict that needs its model's code; refused; failed; crashed; timeout; out-of-memory)
   convert   convert the loaded model to ONNX in memory (nothing is written)
   check     run both on synthesized rows and compare every output
 

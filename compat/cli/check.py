@@ -33,6 +33,10 @@ def _run(args) -> int:
     common.check_outputs(args.report, args.junit)
     out = console()
     loaded = convert.load(args.native, common.hints(args))
+    if loaded.facts.get("migrated"):
+        from rich.markup import escape
+
+        out.print(f"loaded {escape(args.native)}:{common.migrated_mark(loaded)}")
     report = compat.check(loaded, args.onnx, inputs=args.inputs, rows=args.rows, seed=args.seed, rtol=args.rtol,
                           atol=args.atol, tolerances=common.tolerances(args), batch_size=args.batch_size)
     render_text(report, out)

@@ -99,7 +99,8 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model-args", metavar="JSON", default="{}", help='torch: constructor arguments as JSON, '
                    'e.g. \'{"hidden": 64}\'')
     g.add_argument("--state-key", metavar="KEY", help="torch checkpoint: the key holding the state dict "
-                   "(default: found automatically)")
+                   "(default: found automatically); scikit-learn: the key (or index) of the estimator to take from a "
+                   "dict or tuple of several")
     g.add_argument("--exporter", choices=("dynamo", "torchscript"), help="torch: force one ONNX exporter "
                    "(default: torchscript, then dynamo when its graph fails; a .pt2 takes dynamo only)")
     g.add_argument("--signature", metavar="NAME", help="TensorFlow SavedModel: the signature to convert "
@@ -216,3 +217,10 @@ def write_unchecked_report(path: str | None, native: str, onnx: str, attempts) -
     data = Report(verdict="unchecked", native=str(native), onnx=onnx, remedies=list(attempts)).to_dict()
     data["exit_code"] = EXIT_OK
     write_json(json.dumps(data, indent=2, default=str) + "\n", path)
+
+
+def migrated_mark(loaded) -> str:
+    """`` [yellow]migrated (N changes)[/]`` for a model loading brought forward from an older release, else ""."""
+    changes = loaded.facts.get("migrated") or []
+    return f" [yellow]migrated ({len(changes)} change{'s' if len(changes) != 1 else ''}; see the notes)[/]" \
+        if changes else ""

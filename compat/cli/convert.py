@@ -44,7 +44,7 @@ def _run(args) -> int:
     from rich.markup import escape
 
     out.print(f"loaded {escape(args.path)}: {escape(loaded.facts.get('estimator') or loaded.adapter)} "
-                  f"[dim]({escape(loaded.signature.describe())})[/]")
+                  f"[dim]({escape(loaded.signature.describe())})[/]" + common.migrated_mark(loaded))
     result = compat.convert(loaded, args.output, opset=args.opset, inputs=args.inputs, rows=args.rows, seed=args.seed,
                             rtol=args.rtol, atol=args.atol, tolerances=common.tolerances(args), check=not args.no_check,
                             keep_failed=args.keep_failed, batch_size=args.batch_size)

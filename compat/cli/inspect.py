@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from convert.artifact import Artifact
+from convert.artifact import Artifact, will_migrate
 from convert.versions import installed
 
 from ..console import console
@@ -55,6 +55,8 @@ def render_artifact(a: Artifact, console) -> None:
             drift = "  [dim](installed: same)[/]"
         rows.append((f"saved with {key}", f"{escape(str(version))}{drift}"))
     rows.append(("size", f"{size(a.size)}   sha256 {a.sha256[:16]}…"))
+    for line in will_migrate(a):
+        rows.append(("migration", escape(line)))
     style = _STYLE.get(a.safety, "white")
     flagged = [g for g in a.globals if g.verdict != "safe"]
     summary = f"{len(a.globals)} global(s), " + (f"{len(flagged)} not allowlisted" if flagged else "all allowlisted") \

@@ -114,8 +114,10 @@ def telling_line(output: str) -> str | None:
     return (plain or lines or [None])[-1]
 
 
-def ensure_env(pins: list[str], extra: str, python: str = sys.executable, timeout: float = 1800) -> tuple[Path, str | None]:
-    """A venv with modelport[extra] and ``pins`` installed, created once and cached. Returns (path, error)."""
+def ensure_env(pins: list[str], extra: str | None, python: str = sys.executable,
+               timeout: float = 1800) -> tuple[Path, str | None]:
+    """A venv with modelport[extra] (``extra=None``: modelport alone, when the pins name an older framework than
+    its extra allows) and ``pins`` installed, created once and cached. Returns (path, error)."""
     requirement, source_key = _modelport_source()
     key = hashlib.sha256(json.dumps([python, sorted(pins), extra, source_key]).encode()).hexdigest()[:16]
     env = cache_dir() / key
@@ -128,7 +130,8 @@ def ensure_env(pins: list[str], extra: str, python: str = sys.executable, timeou
     if extra == "torch" and not any(p.startswith("torch") for p in pins):
         steps.append(pip + ["torch==2.13.0"])  # the CPU wheel on this kind of machine; never an unpinned CUDA torch
     src = requirement.split(" ", 1)
-    target = (src[1] + f"[{extra}]") if src[0] == "-e" else f"{requirement}[{extra}]"
+    suffix = f"[{extra}]" if extra else ""
+    target = (src[1] + suffix) if src[0] == "-e" else f"{requirement}{suffix}"
     steps.append(pip + (["-e", target] if src[0] == "-e" else [target]) + pins)
     for cmd in steps:
         try:

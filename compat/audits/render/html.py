@@ -243,6 +243,7 @@ def _details(row: AuditRow, level: str, why: str, dynamic: bool) -> str:
             if o.seconds:
                 text += f' <span class="small">{o.seconds:.2f} s</span>'
             facts.append((step, text))
+        facts.extend(_migration_facts(row.load))
     for key, saved in row.saved_with.items():
         now = row.installed.get(key)
         drift = row.drift.get(key)
@@ -255,6 +256,23 @@ def _details(row: AuditRow, level: str, why: str, dynamic: bool) -> str:
         facts.append(("peak memory", f"{row.peak_rss_mb:.0f} MB"))
     parts.append("<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>")
     return f'<details><summary>{head}</summary><div class="more">{"".join(parts)}</div></details>'
+
+
+def _migration_facts(load) -> list[tuple[str, str]]:
+    """A migrated load: each change (with the release that made it) and the evidence it still computes the same."""
+    details = load.details if load is not None else {}
+    out = []
+    changes = details.get("migration") or []
+    if changes:
+        out.append(("migration", "<ul>" + "".join(
+            f"<li>{_e(c.get('what', ''))}" + (f' <span class="small">({_e(c["since"])})</span>' if c.get("since") else "")
+            + (f' <span class="small">×{int(c["count"])}</span>' if c.get("count", 1) > 1 else "") + "</li>"
+            for c in changes) + "</ul>"))
+    proof = details.get("proof")
+    if proof:
+        tone_ = {"agrees": "good", "disagrees": "bad"}.get(proof.get("verdict"), "warn")
+        out.append(("evidence", _badge(proof.get("verdict", "?"), "t-" + tone_) + " " + _e(proof.get("line", ""))))
+    return out
 
 
 def to_html(report: AuditReport) -> str:

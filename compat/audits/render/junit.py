@@ -8,7 +8,7 @@ from ..report import FAILED, STEPS
 from .rows import display_path
 
 # step statuses that are neither a pass nor a failure: the step was not done (see compat.audits.STATUSES)
-_AUDIT_PASSED = ("ok", "pass", "weights")
+_AUDIT_PASSED = ("ok", "migrated", "pass", "weights")
 _AUDIT_ERRORS = ("crashed", "timeout", "out-of-memory", "error")  # could not run, rather than ran and failed
 
 

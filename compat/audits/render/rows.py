@@ -10,7 +10,7 @@ from ...text import clean
 from ..report import FAILED, STEPS, AuditReport, AuditRow
 
 SAFETY_RANK = {"unsafe": 0, "suspicious": 1, "unknown": 2, "safe": 3}  # worst first
-_TONES = {"ok": "good", "pass": "good", "weights": "good", "not-needed": "good",
+_TONES = {"ok": "good", "migrated": "good", "pass": "good", "weights": "good", "not-needed": "good",
           "refused": "warn", "needs-input": "warn", "unsupported": "warn", "skipped": "muted"}
 TONE_RANK = {"bad": 0, "warn": 1, "muted": 2, "good": 3}
 

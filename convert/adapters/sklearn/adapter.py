@@ -23,11 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...artifact import Artifact
-from ... import versions
 from .. import diagnosis
 from ...errors import BadInputError, CannotLoadError, EnvironmentProblem, OutOfMemoryError, UnsupportedModelError
 from ...spec import Domain, OutputSpec, Signature, TensorSpec
-from . import causes, decisions, domains, functions, labels, noise, text, trees
+from . import causes, decisions, domains, fitted, functions, labels, noise, text, trees
 from ..base import Converted, Hints, Loaded, Stopwatch, warm_modules
 
 PLAIN, EXACT_TREES, DOUBLE = None, "exact-trees", "double"
@@ -77,21 +76,61 @@ class SklearnAdapter:
     def can_load(self, artifact: Artifact) -> bool:
         return artifact.framework == "sklearn"
 
+    safe_formats = ("skops",)
+
+    def save_safe(self, loaded: Loaded, path, to: str = "skops") -> dict:
+        """Write the loaded (possibly migrated) model in a format that holds no code; what was written."""
+        from . import safe
+
+        safe.save_skops(loaded.model, path)
+        return {"format": "skops", "types": safe.trusted_types(path)}
+
+    def reload_safe(self, loaded: Loaded, path, to: str = "skops") -> Loaded:
+        """``loaded`` with its model read back from a file ``save_safe`` wrote (trusting only allowlisted types)."""
+        from dataclasses import replace
+
+        from . import safe
+
+        model = safe.load_skops(path)
+        return replace(loaded, model=model, runner=_NativeRunner(model, loaded.signature, loaded.runner.outputs))
+
+    def independent(self, loaded: Loaded):
+        """(runner, how): the loaded model evaluated from its fitted arrays alone (``reference``), outputs named as
+        ``loaded.run`` names them; None where no exact evaluation exists. The evidence that a migrated model
+        computes what the release that saved it did, when that release no longer installs."""
+        from . import reference
+
+        evaluation = reference.evaluator(loaded.model)
+        runner = loaded.runner
+        if evaluation is None or any(o.method not in evaluation.methods for o in runner.outputs):
+            return None
+
+        def run(feeds):
+            x = runner.native_input(feeds)
+            return {o.spec.name: np.asarray(evaluation(o.method, x)) for o in runner.outputs}
+
+        return run, evaluation.how
+
     # -- load ---------------------------------------------------------------------------------
     def load(self, artifact: Artifact, hints: Hints) -> Loaded:
         t0 = time.perf_counter()
         _require_sklearn()
         notes: list[str] = []
-        obj = _unpickle(artifact, hints.trust, notes)
-        _normalize_pre_1_4_class_counts(obj, artifact.saved_with.get("sklearn"), notes)
-        est, where = _find_estimator(obj, artifact)
+        obj, migration = _unpickle(artifact, hints.trust, notes)
+        if migration.migrated:
+            notes.append(f"migrated ({len(migration)} change{'s' if len(migration) != 1 else ''}): "
+                         + "; ".join(migration.lines()))
+        elif migration:  # only parameters the file predates: its state is used as saved
+            notes.append("loaded as saved; " + "; ".join(migration.lines()))
+        est, where = _find_estimator(obj, artifact, hints.state_key)
         if where:
             notes.append(f"estimator found under {where}")
         outputs = _output_plan(est, artifact)
-        signature = Signature(_input_specs(est, hints, artifact), tuple(o.spec for o in outputs))
+        signature = Signature(_input_specs(est, hints, artifact, notes), tuple(o.spec for o in outputs))
         runner = _NativeRunner(est, signature, outputs)
         facts = {"estimator": describe(est), "model": type(domains.steps_of(est)[-1]).__name__,
-                 "saved_with": artifact.saved_with.get("sklearn")}
+                 "saved_with": artifact.saved_with.get("sklearn"),
+                 "migrated": migration.to_list() if migration.migrated else []}
         return Loaded(artifact, est, signature, runner, self.name, notes, facts, time.perf_counter() - t0,
                       probe=runner)
 
@@ -160,16 +199,24 @@ def _require_sklearn():
 
 
 def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
+    """(object, Migration): a file another release saved (or one a text-mode copy damaged) goes through the
+    migrating loader, which brings old names and state forward and lists what it changed; a file this release
+    saved loads as it is."""
     import sklearn
 
     from . import unpickle  # imported before the try: an ImportError below is the pickle's, not ours
+    from .migrate import Migration
 
     installed = sklearn.__version__
     saved = artifact.saved_with.get("sklearn")
+    migrating = saved != installed or unpickle.restorable(artifact)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            obj = unpickle.load_pickle(artifact, trust)
+            if migrating:
+                obj, migration = unpickle.load_migrating(artifact, trust)
+            else:
+                obj, migration = unpickle.load_pickle(artifact, trust), Migration()
         except (ModuleNotFoundError, ImportError, AttributeError) as exc:
             raise _import_error(artifact, exc) from None
         except ValueError as exc:
@@ -194,36 +241,7 @@ def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
                      "this works; the check is what tells")
     elif any(type(w.message).__name__ == "InconsistentVersionWarning" for w in caught):
         notes.append("scikit-learn warned that the pickle comes from another version")
-    return obj
-
-
-def _normalize_pre_1_4_class_counts(obj, saved: str | None, notes: list[str]) -> None:
-    """scikit-learn 1.4 changed what a classification tree stores in ``tree_.value``: weighted class
-    fractions instead of counts, and dropped the normalization from ``predict_proba``. A tree pickled
-    before 1.4 keeps its counts, so a newer release returns probabilities that do not sum to one (and a
-    forest's ``predict`` can change). Such trees are normalized in memory, as the release that saved them
-    computed, and the note says so; the file is untouched."""
-    import sklearn
-
-    before, now = versions.release(saved), versions.release(sklearn.__version__)
-    if before is None or now is None or not (before < (1, 4) <= now):
-        return
-    fixed = sums = 0
-    for est in trees.iter_estimators(obj):
-        tree = getattr(est, "tree_", None)
-        if tree is None or not hasattr(est, "classes_"):
-            continue
-        value = tree.value  # a writable view of the tree's own buffer
-        total = value.sum(axis=-1, keepdims=True)
-        if np.allclose(total[total > 0], 1.0):
-            continue
-        sums = max(sums, float(total.max()))
-        np.divide(value, np.where(total == 0, 1.0, total), out=value)
-        fixed += 1
-    if fixed:
-        notes.append(f"{fixed} classification tree(s) pickled with scikit-learn {saved} store class counts, which "
-                     f"scikit-learn {sklearn.__version__} reads as fractions (its predict_proba would return counts, up "
-                     f"to {sums:g}, not probabilities); normalized in memory as {saved} computed them")
+    return obj, migration
 
 
 def _import_error(artifact: Artifact, exc: BaseException) -> BadInputError:
@@ -242,12 +260,24 @@ def _is_estimator(obj) -> bool:
     return hasattr(obj, "get_params") and hasattr(obj, "fit")
 
 
-def _find_estimator(obj, artifact: Artifact):
-    """The estimator in the file: the object itself, or the one estimator inside a dict/list/tuple."""
+def estimators_in(obj) -> list[tuple]:
+    """(key, estimator) for each estimator a dict/list/tuple holds at its top level (dict keys, list indices)."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    return [(k, v) for k, v in items if _is_estimator(v)]
+
+
+def _find_estimator(obj, artifact: Artifact, key: str | None = None):
+    """The estimator in the file: the object itself, or the one estimator inside a dict/list/tuple (``key``, the
+    ``--state-key`` hint, picks one of several by its dict key or list index)."""
     if _is_estimator(obj):
         return obj, None
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
-    found = [(k, v) for k, v in items if _is_estimator(v)]
+    found = estimators_in(obj)
+    if key is not None and found:
+        chosen = [(k, v) for k, v in found if str(k) == str(key)]
+        if not chosen:
+            raise BadInputError(f"holds no estimator under {key!r} (it has {', '.join(repr(k) for k, _ in found)})",
+                                path=artifact.path, hint="pick one of those with --state-key")
+        found = chosen
     if len(found) == 1:
         key, est = found[0]
         return est, f"key {key!r}" if isinstance(obj, dict) else f"item {key}"
@@ -255,7 +285,8 @@ def _find_estimator(obj, artifact: Artifact):
     if found:
         keys = ", ".join(repr(k) for k, _ in found)
         raise BadInputError(f"holds several estimators ({keys}); modelport converts one model per file",
-                            path=artifact.path, hint="save the one to convert on its own")
+                            path=artifact.path, hint=f"pick one with --state-key {found[0][0]}, or save the one to "
+                            "convert on its own")
     raise UnsupportedModelError(f"holds a {what}, not a scikit-learn estimator", path=artifact.path)
 
 
@@ -338,7 +369,7 @@ def _onnx_name(column: str, taken: set[str]) -> str:
     return name
 
 
-def _input_specs(est, hints: Hints, artifact: Artifact) -> tuple[TensorSpec, ...]:
+def _input_specs(est, hints: Hints, artifact: Artifact, notes: list[str]) -> tuple[TensorSpec, ...]:
     steps = domains.steps_of(est)
     front = steps[0]
     front_name = type(front).__name__
@@ -355,6 +386,11 @@ def _input_specs(est, hints: Hints, artifact: Artifact) -> tuple[TensorSpec, ...
     if categories and (names is not None or any(v.dtype == object for v in categories.values())):
         return _hgb_column_inputs(est, names, categories)
     n = getattr(est, "n_features_in_", None) or getattr(front, "n_features_in_", None)
+    if n is None:
+        n, source = fitted.input_width(front)
+        if n is not None:
+            notes.append(f"input width {n} read from {type(front).__name__}.{source} (the file predates "
+                         "n_features_in_)")
     if n is None:
         raise BadInputError(f"{describe(est)} does not say how many features it takes", path=artifact.path,
                             hint="give the input shape, e.g. --input X=batchx20")

@@ -62,6 +62,12 @@ def _feature_stats(step, n: int) -> list[Domain] | None:
             stats = step.statistics_
             if np.asarray(stats).dtype.kind in "fiu":
                 return [Domain(mean=float(s) if np.isfinite(s) else 0.0, missing_allowed=True) for s in _floats(stats)]
+        if name in ENCODERS and getattr(step, "categories_", None) is not None and len(step.categories_) == n:
+            numeric = [np.asarray(c) for c in step.categories_]  # an encoder fitted on a numeric array
+            if all(c.dtype.kind in "iuf" for c in numeric):
+                unknown = getattr(step, "handle_unknown", "error") != "error"
+                return [Domain(categories=tuple(float(v) for v in c[np.isfinite(c.astype(np.float64))]),
+                               integer=c.dtype.kind in "iu", unknown_allowed=unknown) for c in numeric]
         if name == "PCA" and getattr(step, "mean_", None) is not None:
             comp = np.asarray(step.components_, dtype=np.float64)
             var = np.asarray(step.explained_variance_, dtype=np.float64)

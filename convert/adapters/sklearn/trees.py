@@ -578,7 +578,8 @@ def _finish_classifier(node, var, container, est, operator, proba, proba_type):
     cls = var("classes")
     if classes.dtype.kind in "OUS":
         container.add_initializer(cls, TensorProto.STRING, [len(classes)], [str(c).encode("utf-8") for c in classes])
-    elif classes.dtype.kind in "iub":
+    elif classes.dtype.kind in "iub" or (classes.dtype.kind == "f" and np.all(classes == np.round(classes))):
+        # integral float labels (y given as 1.0, 2.0, ...) leave as int64, as skl2onnx writes them
         container.add_initializer(cls, TensorProto.INT64, [len(classes)], classes.astype(np.int64).tolist())
     else:
         raise NotExact(f"class labels of dtype {classes.dtype}")

@@ -2,7 +2,8 @@
 
 The static scan decides first: a file whose verdict is not ``safe`` is refused unless the user trusts
 it. Then, as defence in depth, the unpickler itself only resolves allowlisted globals (a scanner bug or
-a parser differential cannot smuggle a callable through). ``trust=True`` lifts both.
+a parser differential cannot smuggle a callable through). ``trust=True`` lifts both. Files another release
+wrote go through ``load_migrating`` (the same gate and allowlist, plus the history of names and state).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from ...artifact import Artifact
 from ...errors import BadInputError, UnsafeArtifactError
-from ...formats import gate
+from ...formats import gate, restorable
 from ...scan import is_allowed
 
 
@@ -34,6 +35,8 @@ def _restricted(base):
 def load_pickle(artifact: Artifact, trust: bool = False):
     """Load a pickle or joblib file. Raises UnsafeArtifactError / BadInputError with one-line reasons."""
     gate(artifact, trust)
+    if restorable(artifact):  # only the migrating loader reads the bytes with their line endings restored
+        return load_migrating(artifact, trust)[0]
     path = Path(artifact.path)
     try:
         if artifact.format == "joblib" or artifact.compression:
@@ -65,3 +68,12 @@ def _load_joblib(path: Path, trust: bool):
             raise BadInputError("written by joblib < 0.10 (companion .npy files)", path=path,
                                 hint="load it with --trust, then re-save it with a current joblib")
         return _restricted(unpickler)(str(path), fobj, True).load()
+
+
+def load_migrating(artifact: Artifact, trust: bool = False):
+    """(object, Migration): a file written by another scikit-learn release, through the same gate, read by the
+    migrating unpickler (restricted to the same allowlist; see ``migrate``)."""
+    from . import migrate
+
+    gate(artifact, trust)
+    return migrate.load(artifact, trust)

@@ -66,6 +66,19 @@ class TorchAdapter:
         """Load a TorchScript archive (its code travels with it) and name it in a few words."""
         return load_script(artifact, Hints(trust=trust)).description
 
+    safe_formats = ("safetensors",)
+
+    def save_safe(self, loaded: Loaded, path, to: str = "safetensors") -> dict:
+        """A module's weights as safetensors plus its class reference (see ``safe``)."""
+        from .safe import save_safetensors
+
+        return dict(save_safetensors(loaded, path), format="safetensors")
+
+    def reload_safe(self, loaded: Loaded, path, to: str = "safetensors") -> Loaded:
+        from .safe import reload_safetensors
+
+        return reload_safetensors(loaded, path)
+
     def can_load(self, artifact: Artifact) -> bool:
         if artifact.format == "zip":
             return artifact.path.suffix.lower() in TORCH_SUFFIXES
