@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import adapters
-from .adapters.base import ClassSpec, Converted, Hints, Loaded
 from .artifact import Artifact
 from .errors import (
     BadInputError,
@@ -26,10 +24,27 @@ from .errors import (
     UnsupportedModelError,
 )
 from .findings import Finding, GlobalRef, PickleScan
-from .onnxfile import save
-from .spec import Domain, OutputSpec, Signature, TensorSpec, parse_dims
 
 __version__ = "0.1.0"
+
+# the loading side of the face, imported when first used: a static scan (``inspect``) needs none of it
+_LAZY = {"adapters": (".adapters", None), "ClassSpec": (".adapters.base", "ClassSpec"),
+         "Converted": (".adapters.base", "Converted"), "Hints": (".adapters.base", "Hints"),
+         "Loaded": (".adapters.base", "Loaded"), "save": (".onnxfile", "save"), "Domain": (".spec", "Domain"),
+         "OutputSpec": (".spec", "OutputSpec"), "Signature": (".spec", "Signature"),
+         "TensorSpec": (".spec", "TensorSpec"), "parse_dims": (".spec", "parse_dims")}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'convert' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module, __name__)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
 
 
 def inspect(path: str | Path) -> Artifact:
@@ -42,7 +57,8 @@ def inspect(path: str | Path) -> Artifact:
 def load(source: str | Path | Artifact, hints: Hints | None = None, **hint_fields) -> Loaded:
     """Load a native model through its adapter. ``hint_fields`` are ``Hints`` fields (``trust=True``, ...).
     A format whose loading unpickles passes the gate (``formats.gate``) before any adapter is chosen."""
-    from . import formats
+    from . import adapters, formats
+    from .adapters.base import Hints
 
     artifact = source if isinstance(source, Artifact) else inspect(source)
     hints = hints or Hints(**hint_fields)
@@ -53,11 +69,15 @@ def load(source: str | Path | Artifact, hints: Hints | None = None, **hint_field
 
 def to_onnx(loaded: Loaded, opset: int | None = None, remedy: str | None = None) -> Converted:
     """Convert a loaded model; ``remedy`` picks one of ``remedies(loaded)`` (None: the plain conversion)."""
+    from . import adapters
+
     return adapters.get(loaded.adapter).to_onnx(loaded, opset=opset, remedy=remedy)
 
 
 def remedies(loaded: Loaded) -> tuple[str | None, ...]:
     """The conversions to try, in order, when the plain one disagrees with the native model."""
+    from . import adapters
+
     return tuple(adapters.get(loaded.adapter).remedies(loaded))
 
 

@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 
 from convert import formats
-from convert.adapters.base import warm_modules
 
 from .diagnose import classify, disagreement, refusal
 
@@ -177,6 +176,8 @@ def warm_static(folder: Path) -> None:
         convert.inspect(probe)
     finally:
         probe.unlink()
+    from convert.adapters.base import warm_modules
+
     warm_modules({"static": ("convert.scan.keras", "numpy", "h5py")}, "static")  # what scanning an HDF5 file imports
 
 
@@ -214,6 +215,8 @@ def warm_framework(framework: str) -> None:
 
 def _warm_step(framework: str, step: str) -> None:
     if framework == "onnx":
+        from convert.adapters.base import warm_modules
+
         warm_modules(_ONNX_MODULES, step)
     else:
         from convert import adapters
