@@ -6,12 +6,14 @@ run foreign code, and (unless ``static``) whether it still loads, converts to ON
     print(report.summary["safety"], report.exit_code)
     open("audit.json", "w").write(report.to_json())
 
-Every file is read in a fresh confined process of its own (``pool``, ``confine``):
-the static pass never unpickles, and the dynamic steps run with a timeout and a memory cap on every process
-the file starts, so a crash, a hang or an out-of-memory costs one row, never the audit, and nothing one
-file does reaches another's row (``report.workers`` counts the processes; ``report.confinement`` says
-which layers were in force). The time spent importing a framework is not charged to the artifact's
-timeout. Without ``trust`` an artifact whose static verdict is not ``safe`` is never loaded.
+Unless ``static``, every file is read in a fresh confined process of its own (``pool``, ``confine``):
+the dynamic steps run with a timeout and a memory cap on every process the file starts, so a crash, a hang
+or an out-of-memory costs one row, never the audit, and nothing one file does reaches another's row
+(``report.workers`` counts the processes; ``report.confinement`` says which layers were in force). The time
+spent importing a framework is not charged to the artifact's timeout. Without ``trust`` an artifact whose
+static verdict is not ``safe`` is never loaded. A ``static`` audit runs no file's code: it is scanned in this
+process, or in processes forked from it when there are many files (``static``), with the same one row per
+file, whatever the scanner meets.
 """
 
 from __future__ import annotations
@@ -92,22 +94,14 @@ def _rel(p: Path, base: Path) -> str:
 
 
 def installed_versions() -> dict:
-    """What is installed, under the keys of ``Artifact.saved_with`` (read from metadata: no imports but
-    onnx's opset table, and only when asked by an ONNX artifact)."""
+    """What is installed, under the keys of ``Artifact.saved_with`` (read from metadata: no imports; the ONNX
+    levels, asked for by ONNX artifacts only, from onnx's release table: ``versions.onnx_levels``)."""
     from convert.versions import installed
 
     found = {k: installed(k) for k in ("sklearn", "torch", "keras", "tensorflow")}
     if found.get("keras"):
         found["keras_backend"] = os.environ.get("KERAS_BACKEND", "tensorflow")
     return {k: v for k, v in found.items() if v}
-
-
-def _onnx_installed() -> dict:
-    try:
-        import onnx
-    except ImportError:
-        return {}
-    return {"onnx_opset": onnx.defs.onnx_opset_version(), "onnx_ir": onnx.IR_VERSION}
 
 
 def drift(saved_with: dict, installed: dict) -> dict:
@@ -168,8 +162,7 @@ def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None 
     processes it starts (default: a share of the available memory); ``progress(done, total,
     row_or_skipped)`` is called as results come; ``journal`` (a path) gets one JSON line per row as it
     finishes, flushed, so a killed audit leaves every finished row on disk (see ``Journal``)."""
-    from ..checks.report import environment
-    from .pool import Pool
+    from convert.versions import environment, onnx_levels
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -196,7 +189,15 @@ def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None 
     with Journal(journal, [str(p) for p in paths], options) as log:
         for s in skipped:
             log.add(s)
-        with Pool(jobs=min(jobs, max(len(tasks), 1)), timeout=timeout, memory=memory) as pool:
+        if static:
+            from .static import StaticScan
+
+            runner = StaticScan(jobs=jobs, timeout=timeout)
+        else:
+            from .pool import Pool
+
+            runner = Pool(jobs=min(jobs, max(len(tasks), 1)), timeout=timeout, memory=memory)
+        with runner as pool:
             for task, result in pool.run(tasks):
                 done += 1
                 if result.get("skip"):
@@ -204,7 +205,7 @@ def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None 
                     skipped.append(item)
                 else:
                     if result.get("format") == "onnx" and onnx_installed is None:
-                        onnx_installed = _onnx_installed()
+                        onnx_installed = onnx_levels()
                     item = _row(task, result, dict(installed, **(onnx_installed or {})), static)
                     rows.append(item)
                 log.add(item)
