@@ -94,7 +94,7 @@ def inspect(path) -> Artifact:
     code_scan = _CODE_SCANS.get(row.code_scan)
     findings = list(_format_findings(detection))
     globals_: tuple = ()
-    scan = scan_file(path, detection) if row.container else None
+    scan = (detection.scan or scan_file(path, detection)) if row.container else None
     verdicts = [f.severity for f in findings if f.severity != "info"]
     if code_scan is not None:
         verdict, more, facts = code_scan(path, fmt)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import magic
 from .errors import BadInputError
+from .findings import PickleScan
 from .formats import FORMATS, torch_root, zip_format
 from .scan import ZIP_ERRORS
 
@@ -32,12 +33,14 @@ SUPPORTED = ("modelport reads pickle/joblib, torch (.pt zip or legacy), TorchScr
 @dataclass(frozen=True)
 class Detection:
     """The container format (one of FORMATS), the library that wrote it when the bytes say, joblib's
-    compression, and format-specific facts."""
+    compression, and format-specific facts. ``scan``: where confirming the format took walking its pickle
+    streams, that walk, which is the file's whole pickle scan (``artifact.inspect`` does not walk it again)."""
 
     format: str
     framework: str | None = None
     compression: str | None = None
     details: dict = field(default_factory=dict)
+    scan: PickleScan | None = field(default=None, compare=False, repr=False)
 
 
 def detect(path) -> Detection:
@@ -457,7 +460,8 @@ def _safetensors(path: Path, head: bytes, size: int) -> Detection | None:
 
 
 def _pickle(path: Path, head: bytes, size: int) -> Detection | None:
-    from .scan import probe
+    """A pickle with a PROTO header, confirmed by the walk that is also its scan (one walk of the stream)."""
+    from .scan import probe, scan_file
 
     if head.startswith(magic.TORCH_MAGIC_PICKLE):
         details: dict = {}
@@ -469,13 +473,20 @@ def _pickle(path: Path, head: bytes, size: int) -> Detection | None:
     crlf = _crlf_pickle(head)
     if crlf:
         details["line_endings"] = "CRLF"
-    if probe(head, complete=size <= len(head))[0] == "invalid" and not crlf:
+    scan = scan_file(path, Detection("pickle"))
+    if not crlf and not _walks(scan, lambda: probe(head, complete=size <= len(head))):
         return None
-    with open(path, "rb") as fh:
-        prefix = head + fh.read(PREFIX) if size > len(head) else head
-    if b"NumpyArrayWrapper" in prefix:
-        return Detection("joblib", None, None, details)
-    return Detection("pickle", None, None, details)
+    prefix = head
+    if size > len(head):
+        with open(path, "rb") as fh:
+            prefix = fh.read(PREFIX)
+    return Detection("joblib" if b"NumpyArrayWrapper" in prefix else "pickle", None, None, details, scan=scan)
+
+
+def _walks(scan: PickleScan, probe) -> bool:
+    """Whether a file reads as a pickle: yes when its walk read a first stream to STOP; else the probe of its
+    first bytes decides (a stream that breaks may still be a damaged pickle), as it did before the walk."""
+    return bool(scan.streams) or probe()[0] != "invalid"
 
 
 def _crlf_pickle(head: bytes) -> bool:
@@ -495,25 +506,31 @@ def _is_compressed(head: bytes, size: int) -> bool:
 
 
 def _compressed(path: Path, head: bytes, size: int) -> Detection | None:
-    """A joblib file compressed with zlib/gzip/bz2/lzma/xz/lz4 (or joblib < 0.10's ZF): confirmed by
-    decompressing its first bytes and finding a pickle there."""
-    from .scan import probe
+    """A joblib file compressed with zlib/gzip/bz2/lzma/xz/lz4 (or joblib < 0.10's ZF): confirmed by the walk
+    of what it decompresses to (which is also its scan), or, when that breaks, by finding a pickle in its first
+    decompressed bytes."""
+    from .scan import probe, scan_file
     from .scan.source import Halt, open_compressed
 
     compression = magic.compression(head)
-    try:
-        with open(path, "rb") as fh:
-            inner = open_compressed(fh, compression).read(HEAD)
-    except Halt as exc:  # lz4 without the lz4 module: the magic number is unambiguous
-        return Detection("joblib", None, compression, {"note": str(exc)})
-    except Exception:  # any decompressor error: not this format
-        return None
-    if not inner or probe(inner, complete=len(inner) < HEAD)[0] == "invalid":
-        return None
-    details = {"protocol": inner[1] if inner[0] == 0x80 else None}
+    scan = scan_file(path, Detection("joblib", compression=compression))
+    details: dict = {}
+    if scan.streams:
+        details["protocol"] = scan.metadata.get("protocol")  # PROTO's argument, when the stream starts with it
+    else:
+        try:
+            with open(path, "rb") as fh:
+                inner = open_compressed(fh, compression).read(HEAD)
+        except Halt as exc:  # lz4 without the lz4 module: the magic number is unambiguous
+            return Detection("joblib", None, compression, {"note": str(exc)}, scan=scan)
+        except Exception:  # any decompressor error: not this format
+            return None
+        if not inner or probe(inner, complete=len(inner) < HEAD)[0] == "invalid":
+            return None
+        details["protocol"] = inner[1] if inner[0] == 0x80 else None
     if compression == "zfile":
         details["legacy_format"] = "joblib < 0.10 (ZF)"
-    return Detection("joblib", None, compression, details)
+    return Detection("joblib", None, compression, details, scan=scan)
 
 
 def _is_any(head: bytes, size: int) -> bool:
