@@ -23,7 +23,7 @@ from .scan import ZIP_ERRORS
 HEAD = 4096  # bytes every sniffer sees
 PREFIX = 1 << 20  # bytes read when a format has to be confirmed by walking or searching
 JSON_MAX = 64 << 20  # largest JSON member/header parsed (safetensors headers, keras configs)
-ONNX_LOAD_MAX = 64 << 20  # ONNX files up to this size are also parsed with onnx.load for details
+ONNX_LOAD_MAX = 64 << 20  # ONNX files up to this size are also walked to their last field for details
 
 SUPPORTED = ("modelport reads pickle/joblib, torch (.pt zip or legacy), TorchScript, torch.export .pt2, "
              "SavedModel folders, Keras .keras/.h5, ONNX, skops, safetensors and numpy files (and scans zip and 7-Zip "
@@ -671,25 +671,70 @@ def _onnx(path: Path, head: bytes, size: int) -> Detection | None:
     if "graph_bytes" not in details or "ir_version" not in details:
         return None
     if size <= ONNX_LOAD_MAX:
-        details.update(_onnx_load_details(path))
+        details.update(_onnx_graph_details(path))
     return Detection("onnx", "onnx", None, details)
 
 
-def _onnx_load_details(path: Path) -> dict:
-    """Graph facts from onnx.load (external data not loaded): inputs, outputs, external tensors."""
+# ONNX messages (onnx/onnx.proto) by the fields that hold other messages: every one is walked, as onnx.load
+# parses them, without importing onnx (a second or more on a cold disk)
+_ONNX_MESSAGES = {
+    "graph": {1: "node", 5: "tensor", 11: "value", 12: "value", 13: "value", 14: "annotation", 15: "sparse",
+              16: "entry"},
+    "node": {5: "attribute", 9: "entry", 10: "device"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 14: "type", 15: "type", 22: "sparse",
+                  23: "sparse"},
+    "tensor": {3: "segment", 13: "entry", 16: "entry"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "value": {2: "type", 4: "entry"},
+    "type": {1: "type.tensor", 4: "type.one", 5: "type.map", 7: "type.opaque", 8: "type.tensor", 9: "type.one"},
+    "type.tensor": {2: "shape"},
+    "type.one": {1: "type"},
+    "type.map": {2: "type"},
+    "shape": {1: "dimension"},
+    "annotation": {2: "entry"},
+    "device": {2: "sharding"},
+    "sharding": {3: "intlist", 4: "sharded"},
+    "sharded": {2: "simple"},
+    "function": {7: "node", 9: "opset", 11: "attribute", 12: "value", 14: "entry"},
+    "training": {1: "graph", 2: "graph", 3: "entry", 4: "entry"},
+    "model": {7: "graph", 8: "opset", 14: "entry", 20: "training", 25: "function", 26: "configuration"},
+}
+_EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+
+
+def _onnx_graph_details(path: Path) -> dict:
+    """Graph facts, from a walk of every message in the file (external data not read): the main graph's inputs,
+    outputs and node count, and where tensors anywhere in it keep their data outside the file."""
+    from .protowire import WireError, fields, text, walk
+
+    data = path.read_bytes()
+    external: dict = {}  # tensor span -> [stored outside?, location]
+    top: dict = {"inputs": [], "outputs": [], "nodes": 0}
+
+    def visit(kind, here, number, wire, value):
+        if kind != "tensor" or number not in (13, 14):
+            return
+        entry = external.setdefault(here, [False, None])
+        if number == 14 and wire == 0:
+            entry[0] = value == _EXTERNAL
+        elif number == 13 and wire == 2:
+            pair = {n: text(data, v) for n, w, v in fields(data, *value) if w == 2 and n in (1, 2)}
+            if pair.get(1) == "location" and 2 in pair:
+                entry[1] = pair[2]
+
     try:
-        import onnx
-    except ImportError:
-        return {}
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
-        return {"corrupt": f"onnx cannot parse it: {exc}"}
-    graph = model.graph
-    external = sorted({e.value for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
-                       for e in t.external_data if e.key == "location"})
-    return {"inputs": [i.name for i in graph.input], "outputs": [o.name for o in graph.output],
-            "nodes": len(graph.node), "external_data": external}
+        walk(data, (0, len(data)), "model", _ONNX_MESSAGES, visit)
+        graph = next((v for n, w, v in fields(data, 0, len(data)) if n == 7 and w == 2), None)
+        for number, wire, value in fields(data, *graph) if graph else ():
+            if number in (11, 12) and wire == 2:
+                name = next((text(data, v) for n, w, v in fields(data, *value) if n == 1 and w == 2), "")
+                top["inputs" if number == 11 else "outputs"].append(name)
+            elif number == 1 and wire == 2:
+                top["nodes"] += 1
+    except WireError as exc:
+        return {"corrupt": f"the protobuf does not parse: {exc}"}
+    top["external_data"] = sorted({where for outside, where in external.values() if outside and where})
+    return top
 
 
 # ------------------------------------------------------------------------------------- description
