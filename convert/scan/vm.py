@@ -55,7 +55,7 @@ _IDENT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z
 
 _HEX = re.compile(rb"(?:[0-9a-fA-F]{2})+\Z")
 
-_B64 = re.compile(rb"[A-Za-z0-9+/_\-\s]+={0,2}\s*\Z")
+_B64 = re.compile(rb"[A-Za-z0-9+/_\-\s]+")  # the body of a base64 text; up to two "=" may follow (``_base64_text``)
 
 # keys whose values the scan reads (joblib array wrappers, sklearn's version stamp): always kept
 _TEXT_OPS = frozenset(b"ciILFSVgpP")  # GLOBAL INST INT LONG FLOAT STRING UNICODE GET PUT PERSID
@@ -1036,7 +1036,7 @@ def _decodings(data: bytes):
                 yield "hex", binascii.unhexlify(stripped)
             except (binascii.Error, ValueError):
                 pass
-        elif _B64.match(stripped):
+        elif _base64_text(stripped):
             try:
                 decoded = base64.b64decode(stripped, altchars=b"-_" if b"-" in stripped or b"_" in stripped
                                            else None, validate=False)
@@ -1044,6 +1044,14 @@ def _decodings(data: bytes):
                 decoded = b""
             if decoded:
                 yield "base64", decoded
+
+
+def _base64_text(stripped: bytes) -> bool:
+    """Base64 letters and whitespace, then at most two "=" (``stripped`` has no whitespace at either end). One
+    pass: the single pattern with a trailing ``={0,2}\\s*`` backtracks quadratically over a long run of
+    whitespace, minutes for a constant of a few hundred kilobytes."""
+    body = stripped.rstrip(b"=")
+    return len(stripped) - len(body) <= 2 and _B64.fullmatch(body) is not None
 
 
 def _element_count(shape) -> int | None:
