@@ -369,7 +369,9 @@ def _hdf5_by_bytes(path: Path) -> Detection:
         return Detection("hdf5", None, None, {"inspected_with": "byte search"})
     details: dict = {"inspected_with": "byte search"}
     for value in _global_heap_objects(blob):
-        if "keras_version" not in details and re.fullmatch(rb"\d+\.\d+(\.\d+)?([a-z0-9.+-]*)", value):
+        # a version is short; the pattern backtracks quadratically over a long run of digits
+        if "keras_version" not in details and len(value) <= 64 and re.fullmatch(rb"\d+\.\d+(\.\d+)?([a-z0-9.+-]*)",
+                                                                              value):
             details["keras_version"] = value.decode("ascii")
         elif "model_class" not in details and value.startswith(b'{"class_name"'):
             try:
