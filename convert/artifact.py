@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +182,8 @@ def _digest(path: Path) -> tuple[int, str]:
     def file_hash(p: Path, h) -> int:
         total = 0
         with open(p, "rb") as fh:
-            while chunk := fh.read(1 << 20):
+            step = min(1 << 20, os.fstat(fh.fileno()).st_size + 1)  # a request for a megabyte allocates one
+            while chunk := fh.read(step):
                 h.update(chunk)
                 total += len(chunk)
         return total

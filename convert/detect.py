@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +53,9 @@ def detect(path) -> Detection:
         raise BadInputError("no such file or directory", path=path, hint="check the path") from None
     except OSError as exc:
         raise BadInputError(f"cannot read it: {exc.strerror or exc}", path=path, hint="check its permissions") from None
-    if path.is_dir():
+    if stat.S_ISDIR(info.st_mode):
         return _directory(path)
-    if not path.is_file():
+    if not stat.S_ISREG(info.st_mode):
         raise BadInputError("not a regular file", path=path, hint="pass a model file or a SavedModel folder")
     if info.st_size == 0:
         raise BadInputError("empty file (0 bytes)", path=path, hint="re-save the model; nothing was written")

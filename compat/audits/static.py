@@ -73,10 +73,15 @@ def lost(task: dict, reason: str) -> dict:
 def native(path: str) -> bool:
     """Whether the file's bytes go to a native parser outside the standard library (see ``NATIVE``)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError:  # a folder (SavedModel) or unreadable: the scan says which
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # unreadable: the scan says so
         return False
+    try:
+        head = os.read(fd, 8)
+    except OSError:  # a folder (SavedModel): the scan reads its files
+        return False
+    finally:
+        os.close(fd)
     return head.startswith(NATIVE)
 
 

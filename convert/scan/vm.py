@@ -907,9 +907,10 @@ class Machine:
         """What a plain ``pickle.load`` makes of the ``region`` bytes joblib reads as array data: it parses
         them as opcodes. Imports reached that way are recorded, until that reading lands back on an opcode
         boundary of joblib's reading (from there both see the same opcodes, scanned anyway) or fails."""
-        window = src.peek(min(region, PROBE_WINDOW) + PROBE_TAIL)
-        if not window or window[0] not in OPCODES:
+        first = src.peek(1)
+        if not first or first[0] not in OPCODES:
             return  # the usual case: joblib >= 1.2 puts a padding-length byte (1..16) first
+        window = src.peek(min(region, PROBE_WINDOW) + PROBE_TAIL)
         label = f"{self.label} (joblib array bytes read as opcodes)"
         left = None if src.size is None else src.size - src.offset()
         joblib_ops = None
