@@ -51,7 +51,7 @@ def inspect(path: str | Path) -> Artifact:
     """Format, framework, writer versions and pickle safety of ``path``, read from its bytes."""
     from .artifact import inspect as _inspect
 
-    return _inspect(Path(path))
+    return _inspect(path if isinstance(path, Path) else Path(path))
 
 
 def load(source: str | Path | Artifact, hints: Hints | None = None, **hint_fields) -> Loaded:

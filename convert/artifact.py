@@ -86,7 +86,7 @@ def inspect(path) -> Artifact:
     from .detect import detect
     from .scan import scan_file
 
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     detection = detect(path)
     size, digest = _digest(path)
     details = dict(detection.details)

@@ -46,7 +46,7 @@ class Detection:
 
 def detect(path) -> Detection:
     """Detect the format of a file or SavedModel directory, or raise BadInputError saying what it is."""
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     try:
         info = path.stat()
     except FileNotFoundError:

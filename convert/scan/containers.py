@@ -416,7 +416,7 @@ def _acted(out: Collector) -> bool:
 def scan_file(path, detection=None) -> PickleScan:
     """Scan every pickle a file would unpickle. ``detection`` (from ``detect``) says how to walk it; without it,
     the file's first bytes do (``magic.container``)."""
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     if detection is None:
         with open(path, "rb") as fh:
             kind = container_of_head(fh.read(64))
