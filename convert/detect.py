@@ -715,7 +715,7 @@ def _onnx_graph_details(path: Path) -> dict:
     top: dict = {"inputs": [], "outputs": [], "nodes": 0}
 
     def visit(kind, here, number, wire, value):
-        if kind != "tensor" or number not in (13, 14):
+        if number not in (13, 14):
             return
         entry = external.setdefault(here, [False, None])
         if number == 14 and wire == 0:
@@ -726,7 +726,7 @@ def _onnx_graph_details(path: Path) -> dict:
                 entry[1] = pair[2]
 
     try:
-        walk(data, (0, len(data)), "model", _ONNX_MESSAGES, visit)
+        walk(data, (0, len(data)), "model", _ONNX_MESSAGES, visit, watch=("tensor",))
         graph = next((v for n, w, v in fields(data, 0, len(data)) if n == 7 and w == 2), None)
         for number, wire, value in fields(data, *graph) if graph else ():
             if number in (11, 12) and wire == 2:

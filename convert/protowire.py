@@ -82,22 +82,63 @@ def _skip_group(data, pos: int, end: int, number: int) -> int:
     return pos
 
 
-def walk(data, span: tuple[int, int], kind: str, schema: dict, visit=None) -> None:
+def walk(data, span: tuple[int, int], kind: str, schema: dict, visit=None, watch=()) -> None:
     """Check every message under ``span`` (a message of ``kind``) parses, following ``schema[kind]`` (field
     number -> kind of message it holds); ``visit(kind, span, number, wire, value)``, when given, sees every
-    field of every message (``span``: the message's). Iterative: a deep file cannot exhaust Python's stack."""
-    stack = [(kind, span, 1)]
+    field of the messages whose kind is in ``watch`` (``span``: the message's). Iterative: a deep file cannot
+    exhaust Python's stack. The loop is ``fields`` written out: a model holds hundreds of thousands of fields."""
+    stack = [(kind, span[0], span[1], 1)]
     while stack:
-        kind, here, depth = stack.pop()
+        kind, pos, end, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise WireError(f"messages nested more than {MAX_DEPTH} deep")
-        holds = schema.get(kind, {})
-        for number, wire, value in fields(data, here[0], here[1]):
-            if visit is not None:
-                visit(kind, here, number, wire, value)
-            inner = holds.get(number)
-            if inner is not None and wire == 2:
-                stack.append((inner, value, depth + 1))
+        here = (pos, end)
+        holds = schema.get(kind) or {}
+        seen = visit if visit is not None and kind in watch else None
+        while pos < end:
+            key = data[pos]
+            pos += 1
+            if key >= 0x80:
+                key, pos = varint(data, pos - 1, end)
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                raise WireError(f"field number 0 at byte {pos}")
+            if wire == 0:
+                if seen is not None:
+                    value, pos = varint(data, pos, end)
+                else:  # skip it, with varint's checks
+                    first = pos
+                    while True:
+                        if pos >= end:
+                            raise WireError(f"ends inside a varint at byte {pos}")
+                        more = data[pos] >= 0x80
+                        pos += 1
+                        if not more:
+                            break
+                        if pos - first >= 10:
+                            raise WireError(f"varint longer than 10 bytes at byte {pos}")
+                    value = None
+            elif wire == 2:
+                length = data[pos] if pos < end else 0x80
+                if length < 0x80:
+                    pos += 1
+                else:
+                    length, pos = varint(data, pos, end)
+                value = (pos, pos + length)
+                pos += length
+                inner = holds.get(number)
+                if inner is not None and pos <= end:
+                    stack.append((inner, value[0], value[1], depth + 1))
+            elif wire == 1 or wire == 5:
+                value, pos = None, pos + (8 if wire == 1 else 4)
+            elif wire == 3:
+                value, pos = None, _skip_group(data, pos, end, number)
+            else:
+                raise WireError(f"wire type {wire} at byte {pos}")
+            if pos > end:
+                raise WireError(f"field {number} runs past the end of its message at byte {end}")
+            if seen is not None:
+                seen(kind, here, number, wire, value)
 
 
 def text(data, span: tuple[int, int], limit: int = 4096) -> str:

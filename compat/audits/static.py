@@ -10,8 +10,10 @@ dynamic steps cost (``pool``): no interpreter to start, no framework to import, 
 
 One row per file, fail closed: whatever the scanner raises (a bug, MemoryError) is that file's ``unknown`` row
 (``steps.run_task``); a scan that outlasts ``timeout`` is stopped (inline: SIGALRM, which also interrupts a long
-regular-expression match; forked: the process is killed); a forked process that dies (a segfault in a native
-parser) costs the file it was reading one row. The rest of the audit goes on, in a new process if needed.
+regular-expression match; forked: the process is killed); a file whose forked process dies (a segfault in a
+native parser) is given to a new one once, and a file that kills two is reported ``unknown`` with the reason.
+The rest of the audit goes on, in new processes if needed (in this one, should three in a row die before
+they are ready to read a file).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from .steps import run_task
 BATCH = 16  # files handed to a forked process at a time; two batches in flight keep it busy
 FORK_MIN = 2 * BATCH  # fewer files than this are scanned inline: forking would cost more than it saves
 POLL = 0.1  # seconds between deadline checks of forked processes
+STRIKES = 2  # forked processes a file may kill before it is reported (the first may have died of something else)
+STARTS = 3  # forked processes in a row that die before they are ready: the rest is scanned here
 OUTBOX_MAX = 32 << 10  # bytes of tasks queued for one forked process (paths are long at worst)
 NATIVE = (HDF5_SIGNATURE, SEVENZIP_MAGIC)  # first bytes of files parsed by native code outside the stdlib
 
@@ -174,11 +178,13 @@ class StaticScan:
         sel = selectors.DefaultSelector()
         workers = self._workers
         want = min(jobs, -(-len(tasks) // BATCH))
+        strikes: dict[int, int] = {}
+        silent = 0  # processes in a row that died before they were ready to read a file
         try:
             while pending or workers:
                 while len(workers) < want and pending:
-                    worker = self._fork(sel)
-                    if worker is None:  # the system refuses a process: scan the rest here
+                    worker = self._fork(sel) if silent < STARTS else None
+                    if worker is None:  # the system refuses a process, or they die at once: the rest here
                         if not workers:
                             yield from self._inline([tasks[i] for i in pending])
                             pending.clear()
@@ -193,13 +199,22 @@ class StaticScan:
                     continue
                 for key, events in sel.select(POLL):
                     w, what = key.data
+                    if not w.alive:
+                        continue
                     if what == "out":
                         w.flush(sel)
                         continue
                     for i, result in w.read():
                         yield tasks[i], result
                     if w.eof:
-                        yield from self._end(w, sel, tasks, pending, w.death(sel))
+                        silent = 0 if w.ready else silent + 1
+                        why = w.death(sel)
+                        if w.queue:
+                            strikes[w.queue[0]] = strikes.get(w.queue[0], 0) + 1
+                        if w.queue and strikes[w.queue[0]] < STRIKES:
+                            pending.extendleft(reversed(w.queue))  # once more, in a new process
+                            w.queue.clear()
+                        yield from self._end(w, sel, tasks, pending, f"{why}, {STRIKES} times on this file")
                 now = time.monotonic()
                 for w in list(workers):
                     if w.queue and now - w.since > self.timeout:
@@ -241,13 +256,15 @@ class StaticScan:
 
 
 class _Worker:
-    """A process forked to scan files: tasks (``[index, path]`` lines) in, results (``[index, result]`` lines) out."""
+    """A process forked to scan files: tasks (``[index, path]`` lines) in, results (``[index, result]`` lines) out,
+    after ``[-1, {}]`` once it is ready."""
 
     def __init__(self, pid: int, tasks: int, results: int):
         self.pid, self.tasks, self.results = pid, tasks, results
         self.queue: list[int] = []  # indexes handed over and not answered yet, in order: queue[0] is being read
         self.since = time.monotonic()  # when queue[0] started (as far as the supervisor can tell)
         self.outbox = bytearray()
+        self.ready = False  # it said so before reading any file
         self.buf = b""
         self.eof = False
         self.alive = True
@@ -322,7 +339,9 @@ class _Worker:
                 i, result = json.loads(line)
             except ValueError:
                 continue
-            if self.queue and i == self.queue[0] and isinstance(result, dict):
+            if i == -1:
+                self.ready = True
+            elif self.queue and i == self.queue[0] and isinstance(result, dict):
                 self.queue.pop(0)
                 self.since = time.monotonic()
                 yield i, result
@@ -387,6 +406,7 @@ def _child(parent: int, task_fd: int, result_fd: int) -> None:
         from .confine import die_with_parent
 
         die_with_parent(parent)
+        os.write(result_fd, b"[-1, {}]\n")  # ready
         with os.fdopen(task_fd, "rb") as inbox:
             for line in inbox:
                 i, path = json.loads(line)
