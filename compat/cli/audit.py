@@ -13,9 +13,12 @@ DESCRIPTION = """\
 Walk files and folders, find every model file (by its bytes, not its name) and report on each: format,
 framework, the library versions that saved it and whether they differ from the installed ones, and a
 safety verdict from a static scan that never runs the file's code. Unless --static, each file the scan
-calls safe is then loaded, converted to ONNX and checked against the original. Every file is read in a
-fresh confined process of its own, with a timeout and a memory cap on all the processes it starts, so a
-crash or a hang costs one row, not the audit, and nothing one file does can change another's row.
+calls safe is then loaded, converted to ONNX and checked against the original, each file in a fresh
+confined process of its own, with a timeout and a memory cap on all the processes it starts, so a crash or
+a hang costs one row, not the audit, and nothing one file does can change another's row. --static runs no
+file's code: it reads the bytes in modelport's own process (in processes forked from it when there are many
+files and CPUs), each file under the same timeout, and a file that stalls or crashes the scan still costs
+one row.
 
 safety verdicts (from the static scan):
   safe        everything loading it would import is on modelport's allowlist for its framework
