@@ -33,17 +33,22 @@ __version__ = "0.1.0"
 
 
 def inspect(path: str | Path) -> Artifact:
-    """Format, framework, writer versions and pickle safety of ``path``, read from its bytes."""
+    """Format, framework, writer versions and pickle safety of ``path``, read from its bytes: a local path,
+    or a URL fsspec reaches (``s3://``, ``gs://``, ``az://``, ``http(s)://``; read with ranged requests)."""
     from .artifact import inspect as _inspect
 
-    return _inspect(Path(path))
+    return _inspect(path)
 
 
 def load(source: str | Path | Artifact, hints: Hints | None = None, **hint_fields) -> Loaded:
     """Load a native model through its adapter. ``hint_fields`` are ``Hints`` fields (``trust=True``, ...).
     A format whose loading unpickles passes the gate (``formats.gate``) before any adapter is chosen."""
     from . import formats
+    from .storage import is_remote
 
+    if is_remote(source.path if isinstance(source, Artifact) else source):
+        raise BadInputError("a model in a store is loaded from a local copy", path=str(getattr(source, "path", source)),
+                            hint="use convert.storage.local_copy(url) and load the path it gives")
     artifact = source if isinstance(source, Artifact) else inspect(source)
     hints = hints or Hints(**hint_fields)
     if artifact.format in formats.FORMATS and formats.get(artifact.format).unpickles:
