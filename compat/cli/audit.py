@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import common
+
 DESCRIPTION = """\
 Walk files and folders, find every model file (by its bytes, not its name) and report on each: format,
 framework, the library versions that saved it and whether they differ from the installed ones, and a
@@ -153,17 +155,6 @@ def journal_path(json_path) -> Path:
     return p.with_suffix(".jsonl") if p.suffix == ".json" else p.with_name(p.name + ".jsonl")
 
 
-def cache_dir(args):
-    """The result cache's folder: --cache, else the default one; None with --no-cache."""
-    if args.no_cache:
-        return None
-    if args.cache:
-        return args.cache
-    from ..scale.cache import default_dir
-
-    return default_dir()
-
-
 def run(args) -> int:
     from rich.text import Text
 
@@ -184,7 +175,7 @@ def run(args) -> int:
                        timeout=args.timeout or DEFAULT_TIMEOUT,
                        memory=args.memory << 20 if args.memory else None, strict=args.strict, progress=progress,
                        journal=journal_path(args.json) if args.json else None, scheduler=args.scheduler,
-                       cache=cache_dir(args))
+                       cache=common.cache_dir(args))
     if args.quiet:
         for line in summary_lines(report):
             out.print(line, markup=False, highlight=False)

@@ -150,6 +150,18 @@ def usage_error(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def cache_dir(args):
+    """The result cache's folder (``--cache``, else the default one in the user's cache folder); None with
+    ``--no-cache``."""
+    if args.no_cache:
+        return None
+    if args.cache:
+        return args.cache
+    from ..scale.cache import default_dir
+
+    return default_dir()
+
+
 class Staged:
     """An output as a command writes it (``local``, a path or None for the default) and where it ends up
     (``final``): ``publish(written)`` uploads a file written for a store URL and says where it went."""
