@@ -77,15 +77,19 @@ def readable(path):
     return path.open("rb") if isinstance(path, RemotePath) else os.fspath(path)
 
 
-def redact(text: str) -> str:
-    """``text`` without credentials: user:password in URLs, signatures and tokens in query strings, and
-    the values of the credential variables set in this process."""
-    text = _USERINFO.sub(r"\g<scheme>***@", str(text))
+def redact(text: str, url: str | None = None) -> str:
+    """``text`` without credentials: user:password in URLs (and, wherever they appear, those of ``url``),
+    signatures and tokens in query strings, and the values of the credential variables set here."""
+    text = str(text)
+    secrets = [os.environ.get(name) for name in SECRET_VARIABLES]
+    if url:
+        m = re.match(r"[A-Za-z][A-Za-z0-9+.\-]+://([^/@\s]+)@", str(url))
+        if m:
+            secrets += [m.group(1), *m.group(1).split(":", 1)]
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
     text = _SIGNED.sub(r"\g<name>***", text)
-    for name in SECRET_VARIABLES:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+    for value in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(value, "***")
     return text
 
 
@@ -102,10 +106,10 @@ def filesystem(url: str):
     try:
         return fsspec.core.url_to_fs(url)
     except ImportError as exc:
-        raise EnvironmentProblem(f"no fsspec back end for {scheme}:// is installed ({redact(str(exc)).splitlines()[0]})",
+        raise EnvironmentProblem(f"no fsspec back end for {scheme}:// is installed ({redact(str(exc), url).splitlines()[0]})",
                                  hint=EXTRA) from None
     except ValueError as exc:
-        raise BadInputError(f"cannot use this URL: {redact(str(exc))}", path=redact(url),
+        raise BadInputError(f"cannot use this URL: {redact(str(exc), url)}", path=redact(url),
                             hint="a local path, or a URL fsspec knows: s3://, gs://, az://, http(s)://, file://") from None
 
 
@@ -119,16 +123,16 @@ def store_errors(url: str, doing: str = "read it"):
     except FileNotFoundError:
         raise BadInputError("no such object or prefix", path=redact(url), hint="check the URL") from None
     except PermissionError as exc:
-        raise BadInputError(f"the store refused to let modelport {doing} ({_short(exc)})", path=redact(url),
+        raise BadInputError(f"the store refused to let modelport {doing} ({_short(exc, url)})", path=redact(url),
                             hint="check the credentials the store's library reads: its environment variables, "
                                  "config files or the machine's role") from None
     except Exception as exc:  # noqa: BLE001 -- botocore, aiohttp, google-auth: each its own family
-        raise BadInputError(f"cannot {doing}: {type(exc).__name__}: {_short(exc)}", path=redact(url),
+        raise BadInputError(f"cannot {doing}: {type(exc).__name__}: {_short(exc, url)}", path=redact(url),
                             hint="check the URL, the network and the store's credentials") from None
 
 
-def _short(exc: BaseException) -> str:
-    text = redact(str(exc)).strip().splitlines()
+def _short(exc: BaseException, url: str | None = None) -> str:
+    text = redact(str(exc), url).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
 
 
@@ -152,8 +156,20 @@ class ObjectInfo:
             or info.get("version_id") or info.get("crc32c") or ""
         modified = info.get("LastModified") or info.get("last_modified") or info.get("updated") \
             or info.get("mtime") or info.get("created") or ""
+        if hasattr(modified, "timestamp"):  # a listing and a HEAD may give the same time in other zones
+            modified = f"{modified.timestamp():.0f}"
         return cls(int(info.get("size") or info.get("Size") or 0), str(etag).strip('"'), str(modified),
                    "directory" if info.get("type") == "directory" else "file")
+
+    @classmethod
+    def of_folder(cls, members: dict) -> "ObjectInfo":
+        """A prefix (a SavedModel folder) from its objects ({relative name: info}): its tag is a digest of
+        every member's name and identity, so any member changing changes it."""
+        import hashlib
+
+        infos = {rel: cls.of(info) for rel, info in members.items()}
+        digest = hashlib.sha256("\n".join(f"{rel}@{i.identity}" for rel, i in sorted(infos.items())).encode())
+        return cls(sum(i.size for i in infos.values()), digest.hexdigest(), "", "directory")
 
 
 class _Stat:
@@ -183,7 +199,7 @@ class RemotePath:
 
     # -------------------------------------------------------------- names
     def __str__(self) -> str:
-        return redact(self.url)
+        return redact(self.url, self.url)
 
     def __repr__(self) -> str:
         return f"RemotePath({str(self)!r})"
@@ -224,7 +240,14 @@ class RemotePath:
         return self._info
 
     def object_info(self) -> ObjectInfo:
-        return ObjectInfo.of(self.info())
+        info = self.info()
+        if info.get("type") != "directory":
+            return ObjectInfo.of(info)
+        with store_errors(self.url, "list it"):
+            found = self.fs.find(self.inner, detail=True)
+        prefix = self.inner.rstrip("/") + "/"
+        return ObjectInfo.of_folder({k[len(prefix):]: v for k, v in found.items()
+                                     if k.startswith(prefix) and v.get("type") != "directory"})
 
     def stat(self) -> _Stat:
         if self._info is None:
@@ -233,7 +256,7 @@ class RemotePath:
             except FileNotFoundError:
                 raise
             except Exception as exc:  # noqa: BLE001 -- the store's errors, as the OSError the static side expects
-                raise OSError(f"{type(exc).__name__}: {_short(exc)}") from None
+                raise OSError(f"{type(exc).__name__}: {_short(exc, self.url)}") from None
         return _Stat(int(self._info.get("size") or 0))
 
     def fresh(self) -> "RemotePath":
@@ -335,7 +358,8 @@ class _Ranged(io.RawIOBase):
         try:
             data = remote.fs.cat_file(remote.inner, start=start, end=end)
         except Exception as exc:  # noqa: BLE001 -- the store's errors, as the OSError readers expect
-            raise OSError(f"reading bytes {start}-{end} failed: {type(exc).__name__}: {_short(exc)}") from None
+            raise OSError(f"reading bytes {start}-{end} failed: {type(exc).__name__}: "
+                          f"{_short(exc, remote.url)}") from None
         if len(data) != end - start:
             raise OSError(f"the store returned {len(data)} bytes for a range of {end - start} (did the object "
                           "change while it was read?)")
@@ -349,8 +373,30 @@ class _Ranged(io.RawIOBase):
 
 
 def private_folder(prefix: str = "modelport-fetch-") -> Path:
-    """A new temporary folder only this user can read (mkdtemp makes it 0700)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    """A new temporary folder only this user can read (mkdtemp makes it 0700), named after this process so
+    that copies left by a process killed outright are removed by the next one (``sweep``)."""
+    sweep(prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+
+
+_swept: set = set()
+
+
+def sweep(prefix: str) -> None:
+    """Once per process: remove the temporary folders of ``prefix`` whose process is gone."""
+    if prefix in _swept:
+        return
+    _swept.add(prefix)
+    for folder in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        owner = folder.name[len(prefix):].split("-", 1)[0]
+        if not owner.isdigit() or int(owner) == os.getpid():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            continue
 
 
 def fetch(remote: RemotePath, folder: Path) -> Path:

@@ -16,7 +16,6 @@ timeout. Without ``trust`` an artifact whose static verdict is not ``safe`` is n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -127,10 +126,8 @@ def walk_store(url: str) -> list[Entry]:
     root = redact(fs.unstrip_protocol(inner))
     entries = []
     for folder in folders:
-        size = sum(int(i.get("size") or 0) for rel, i in objects.items() if rel.startswith(folder + "/"))
-        tags = sorted(ObjectInfo.of(i).identity + "@" + rel for rel, i in objects.items() if rel.startswith(folder + "/"))
-        entries.append(Entry(fs.unstrip_protocol(f"{inner}/{folder}"), root, folder,
-                             ObjectInfo(size, hashlib.sha256("\n".join(tags).encode()).hexdigest(), "", "directory")))
+        members = {rel[len(folder) + 1:]: i for rel, i in objects.items() if rel.startswith(folder + "/")}
+        entries.append(Entry(fs.unstrip_protocol(f"{inner}/{folder}"), root, folder, ObjectInfo.of_folder(members)))
     for rel, info in objects.items():
         if not any(rel.startswith(f + "/") for f in folders):
             entries.append(Entry(fs.unstrip_protocol(f"{inner}/{rel}"), root, rel, ObjectInfo.of(info)))

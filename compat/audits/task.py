@@ -85,7 +85,7 @@ def _scan_here(task: dict) -> dict:
     try:
         info = remote.object_info()
     except Exception as exc:  # noqa: BLE001 -- the store's error: one row, fail closed
-        return unreachable(task, redact(str(exc)))
+        return unreachable(task, redact(str(exc), task["path"]))
     messages: list[dict] = []
     run_task(dict(task, path=remote.url, static=True), messages.append)
     result: dict = {}
@@ -109,7 +109,7 @@ def _fetched(task: dict, confined) -> dict:
             local = fetch(remote, folder)
             fetched = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 -- the store's error: one row, fail closed
-            return unreachable(task, redact(getattr(exc, "message", None) or str(exc)))
+            return unreachable(task, redact(getattr(exc, "message", None) or str(exc), task["path"]))
         result = confined({k: v for k, v in task.items() if k in ("static", "trust")} | {"path": str(local)})
         result["identity"] = info.identity
         result["fetch_seconds"] = fetched
@@ -145,7 +145,7 @@ def lost(task: dict, attempts: int | None) -> dict:
 def failed(task: dict, exc: BaseException) -> dict:
     """The row of an artifact whose task raised on its worker (a bug, or a worker without modelport)."""
     result = unreachable(task, f"the audit task failed on its worker: {type(exc).__name__}: "
-                               f"{redact(str(exc))[:300]}")
+                               f"{redact(str(exc), task['path'])[:300]}")
     result["lost"] = "crashed"
     return result
 
