@@ -75,12 +75,21 @@ class Cluster:
                                                   dashboard_address=":0", silence_logs=quiet, scheduler_port=0)
             self.client = distributed.Client(self.local, set_as_default=False)
         else:
+            unreachable = BadInputError(f"cannot reach the Dask scheduler at {scheduler}",
+                                        hint="start one with `dask scheduler` and workers with `dask worker ADDRESS`, "
+                                             "or use --scheduler local:N")
+            if scheduler.startswith("tcp://"):  # refused at once, rather than after the client's retries
+                import socket
+
+                host, _, port = scheduler[len("tcp://"):].rstrip("/").rpartition(":")
+                try:
+                    socket.create_connection((host.strip("[]"), int(port)), timeout=connect_timeout).close()
+                except OSError:
+                    raise unreachable from None
             try:
                 self.client = distributed.Client(scheduler, timeout=connect_timeout, set_as_default=False)
-            except (OSError, TimeoutError) as exc:
-                raise BadInputError(f"cannot reach the Dask scheduler at {scheduler} ({type(exc).__name__})",
-                                    hint="start one with `dask scheduler` and workers with `dask worker ADDRESS`, "
-                                         "or use --scheduler local:N") from None
+            except (OSError, TimeoutError):
+                raise unreachable from None
             try:
                 self.client.wait_for_workers(1, timeout=connect_timeout)
             except (OSError, TimeoutError):
