@@ -29,6 +29,7 @@ from convert.errors import BadInputError
 from convert.storage import as_path, is_remote
 from convert.versions import compare
 
+from .limits import default_jobs, default_memory
 from .report import DEFAULT_TIMEOUT, STEPS, AuditReport, AuditRow, Outcome, Skipped
 
 # ---------------------------------------------------------------------------------------------- walk
@@ -183,28 +184,6 @@ _DRIFT_KEYS = ("sklearn", "torch", "keras", "keras_backend", "tensorflow", "onnx
 
 
 # ---------------------------------------------------------------------------------------------- audit
-
-
-def default_jobs() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def default_memory(jobs: int) -> int:
-    """Bytes per worker: 80% of the available memory shared by the workers, between 1 and 8 GiB."""
-    available = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if available is None:
-        return 4 << 30
-    return int(min(8 << 30, max(1 << 30, available * 0.8 / max(jobs, 1))))
 
 
 def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None = None,

@@ -28,7 +28,7 @@ from .confine import summarize
 def runner(scheduler: str | None, *, jobs: int, timeout: float, memory: int | None):
     if scheduler:
         return DaskRunner(scheduler, timeout=timeout, memory=memory)
-    from .engine import default_memory
+    from .limits import default_memory
 
     return LocalRunner(jobs=jobs, timeout=timeout, memory=memory or default_memory(jobs))
 

@@ -159,7 +159,7 @@ _lock = threading.Lock()
 def _service(timeout: float, memory: int | None):
     from distributed import get_worker
 
-    from .engine import default_memory
+    from .limits import default_memory
     from .service import PoolService
 
     with _lock:
