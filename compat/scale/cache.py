@@ -52,16 +52,21 @@ def modelport_version() -> str:
 
 def versions(names) -> dict:
     """``modelport``, ``python`` and the installed version of each distribution in ``names`` (None when it is
-    not installed): read from metadata, importing nothing."""
+    not installed): read from metadata once per process, importing nothing. A long-lived process (a Dask
+    worker) keeps reporting what it read first: that is also what it has imported and judges with."""
+    out = {"modelport": modelport_version(), "python": platform.python_version()}
+    out.update((name, _installed(name)) for name in names)
+    return out
+
+
+@lru_cache(maxsize=None)
+def _installed(name: str) -> str | None:
     from importlib import metadata
 
-    out = {"modelport": modelport_version(), "python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def consensus(reports: list[dict]) -> dict:
