@@ -48,12 +48,18 @@ def s3_server():
 
 @contextmanager
 def environment(variables: dict):
-    """Set ``variables`` in this process for the block (the store's library reads them here)."""
+    """Set ``variables`` in this process for the block (the store's library reads them here). fsspec keeps
+    one S3 filesystem per set of options in a process: it is dropped on the way in and out, so a test
+    module's server is never reached through a client made for another's."""
+    import s3fs as lib
+
     saved = {k: os.environ.get(k) for k in variables}
     os.environ.update(variables)
+    lib.S3FileSystem.clear_instance_cache()
     try:
         yield
     finally:
+        lib.S3FileSystem.clear_instance_cache()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
