@@ -13,6 +13,7 @@ does all of the above plus the check and its precision remedies.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .artifact import Artifact
 from .errors import (
@@ -26,6 +27,9 @@ from .errors import (
 from .findings import Finding, GlobalRef, PickleScan
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # names of the loading side, for annotations; imported lazily below
+    from .adapters.base import Converted, Hints, Loaded
 
 # the loading side of the face, imported when first used: a static scan (``inspect``) needs none of it
 _LAZY = {"adapters": (".adapters", None), "ClassSpec": (".adapters.base", "ClassSpec"),
@@ -48,10 +52,11 @@ def __getattr__(name: str):
 
 
 def inspect(path: str | Path) -> Artifact:
-    """Format, framework, writer versions and pickle safety of ``path``, read from its bytes."""
+    """Format, framework, writer versions and pickle safety of ``path``, read from its bytes: a local path,
+    or a URL fsspec reaches (``s3://``, ``gs://``, ``az://``, ``http(s)://``; read with ranged requests)."""
     from .artifact import inspect as _inspect
 
-    return _inspect(path if isinstance(path, Path) else Path(path))
+    return _inspect(path)
 
 
 def load(source: str | Path | Artifact, hints: Hints | None = None, **hint_fields) -> Loaded:
@@ -59,7 +64,11 @@ def load(source: str | Path | Artifact, hints: Hints | None = None, **hint_field
     A format whose loading unpickles passes the gate (``formats.gate``) before any adapter is chosen."""
     from . import adapters, formats
     from .adapters.base import Hints
+    from .storage import is_remote
 
+    if is_remote(source.path if isinstance(source, Artifact) else source):
+        raise BadInputError("a model in a store is loaded from a local copy", path=str(getattr(source, "path", source)),
+                            hint="use convert.storage.local_copy(url) and load the path it gives")
     artifact = source if isinstance(source, Artifact) else inspect(source)
     hints = hints or Hints(**hint_fields)
     if artifact.format in formats.FORMATS and formats.get(artifact.format).unpickles:

@@ -20,6 +20,7 @@ from .errors import BadInputError
 from .findings import PickleScan
 from .formats import FORMATS, torch_root, zip_format
 from .scan import ZIP_ERRORS
+from .storage import as_path, readable
 
 HEAD = 4096  # bytes every sniffer sees
 PREFIX = 1 << 20  # bytes read when a format has to be confirmed by walking or searching
@@ -45,8 +46,9 @@ class Detection:
 
 
 def detect(path) -> Detection:
-    """Detect the format of a file or SavedModel directory, or raise BadInputError saying what it is."""
-    path = path if isinstance(path, Path) else Path(path)
+    """Detect the format of a file or SavedModel directory (local, or a ``storage.RemotePath``), or raise
+    BadInputError saying what it is."""
+    path = as_path(path)
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -60,7 +62,7 @@ def detect(path) -> Detection:
     if info.st_size == 0:
         raise BadInputError("empty file (0 bytes)", path=path, hint="re-save the model; nothing was written")
     try:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             head = fh.read(HEAD)
     except OSError as exc:
         raise BadInputError(f"cannot read it: {exc.strerror or exc}", path=path, hint="check its permissions") from None
@@ -98,7 +100,7 @@ def _directory(path: Path) -> Detection:
     details.update(_savedmodel_info(pb) if pb.is_file() else _savedmodel_text_info(pbtxt))
     keras_meta = path / "keras_metadata.pb"
     if keras_meta.is_file():
-        with open(keras_meta, "rb") as fh:
+        with keras_meta.open("rb") as fh:
             m = re.search(rb'"keras_version":\s*"([^"]{1,40})"', fh.read(PREFIX))
         if m:
             details["keras_version"] = m.group(1).decode("ascii", "replace")
@@ -110,7 +112,7 @@ def _savedmodel_info(pb: Path) -> dict:
     tags(4), tensorflow_version(5), tensorflow_git_version(6). Large graph fields are seeked over."""
     info: dict = {"tags": []}
     try:
-        with open(pb, "rb") as fh:
+        with pb.open("rb") as fh:
             reader = _Proto(fh, pb.stat().st_size)
             for num, wire, value in reader.fields():
                 if num == 2 and wire == 2:
@@ -134,7 +136,7 @@ def _savedmodel_info(pb: Path) -> dict:
 
 
 def _savedmodel_text_info(pbtxt: Path) -> dict:
-    with open(pbtxt, "rb") as fh:
+    with pbtxt.open("rb") as fh:
         text = fh.read(PREFIX)
     info: dict = {"tags": [t.decode("utf-8", "replace") for t in re.findall(rb'tags:\s*"([^"]*)"', text)]}
     m = re.search(rb'tensorflow_version:\s*"([^"]*)"', text)
@@ -148,7 +150,7 @@ def _savedmodel_text_info(pbtxt: Path) -> dict:
 
 def _zip(path: Path, head: bytes, size: int) -> Detection:
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(readable(path)) as zf:
             infos = zf.infolist()
             names = [i.filename for i in infos]
             fmt = zip_format(names)
@@ -321,7 +323,7 @@ def _sevenzip(path: Path, head: bytes, size: int) -> Detection:
     from .scan.sevenzip import SevenZipError, names
 
     try:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             members = names(fh)
     except SevenZipError as exc:
         return Detection("7z", None, None, {"note": str(exc)})
@@ -341,7 +343,7 @@ def _hdf5(path: Path, head: bytes, size: int) -> Detection:
     if h5py is None:
         return _hdf5_by_bytes(path)
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(readable(path), "r") as f:
             attrs = {k: f.attrs[k] for k in list(f.attrs.keys())[:100]}
             roots = list(f.keys())[:100]
     except (OSError, ValueError) as exc:
@@ -364,7 +366,7 @@ def _hdf5(path: Path, head: bytes, size: int) -> Detection:
 def _hdf5_by_bytes(path: Path) -> Detection:
     """Without h5py: attribute names are stored inline, their string values in global-heap collections
     (``GCOL``), which are simple to walk. Reads at most the first 4 MB."""
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         blob = fh.read(4 * PREFIX)
     if b"keras_version" not in blob and b"model_config" not in blob:
         return Detection("hdf5", None, None, {"inspected_with": "byte search"})
@@ -401,7 +403,7 @@ def _global_heap_objects(blob: bytes):
 def _npy(path: Path, head: bytes, size: int) -> Detection:
     header = magic.npy_header(head)
     if header is None:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             header = magic.npy_header(fh.read(PREFIX))
     if header is None:
         raise BadInputError("a .npy file with an unreadable header", path=path, hint="re-save it with numpy.save")
@@ -427,7 +429,7 @@ def _is_safetensors(head: bytes, size: int) -> bool:
 
 def _safetensors(path: Path, head: bytes, size: int) -> Detection | None:
     n = int.from_bytes(head[:8], "little")
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         fh.seek(8)
         raw = fh.read(n)
     try:
@@ -481,7 +483,7 @@ def _pickle(path: Path, head: bytes, size: int) -> Detection | None:
         return None
     prefix = head
     if size > len(head):
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             prefix = fh.read(PREFIX)
     return Detection("joblib" if b"NumpyArrayWrapper" in prefix else "pickle", None, None, details, scan=scan)
 
@@ -522,7 +524,7 @@ def _compressed(path: Path, head: bytes, size: int) -> Detection | None:
         details["protocol"] = scan.metadata.get("protocol")  # PROTO's argument, when the stream starts with it
     else:
         try:
-            with open(path, "rb") as fh:
+            with path.open("rb") as fh:
                 inner = open_compressed(fh, compression).read(HEAD)
         except Halt as exc:  # lz4 without the lz4 module: the magic number is unambiguous
             return Detection("joblib", None, compression, {"note": str(exc)}, scan=scan)
@@ -547,7 +549,7 @@ def _text_pickle(path: Path, head: bytes, size: int) -> Detection | None:
 
     if not magic.may_start_pickle(head):
         return None
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         prefix = fh.read(PREFIX)
     verdict, protocol = probe(prefix, complete=size <= PREFIX, strict=True)
     crlf = _crlf_pickle(prefix[:HEAD])
@@ -648,7 +650,7 @@ def _onnx(path: Path, head: bytes, size: int) -> Detection | None:
     """ModelProto, confirmed by walking every top-level field tag to the end of the file."""
     details: dict = {"opsets": {}}
     try:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             reader = _Proto(fh, size)
             for num, wire, value in reader.fields():
                 spec = _ONNX_FIELDS.get(num)
@@ -710,7 +712,8 @@ def _onnx_graph_details(path: Path) -> dict:
     outputs and node count, and where tensors anywhere in it keep their data outside the file."""
     from .protowire import WireError, fields, text, walk
 
-    data = path.read_bytes()
+    with path.open("rb") as fh:
+        data = fh.read()
     external: dict = {}  # tensor span -> [stored outside?, location]
     top: dict = {"inputs": [], "outputs": [], "nodes": 0}
 

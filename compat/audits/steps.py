@@ -32,8 +32,9 @@ def run_task(task: dict, send) -> None:
     ``done``; or, before loading, ``warm`` (the framework the slot should import first) and ``done``."""
     import convert
     from convert.errors import BadInputError
+    from convert.storage import as_path
 
-    path = Path(task["path"])
+    path = as_path(task["path"])  # a store object is scanned in place (ranged reads): see ``task``
     try:
         artifact = convert.inspect(path)
     except BadInputError as exc:

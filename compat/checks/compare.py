@@ -83,6 +83,14 @@ class OutputStats:
             "shape": self.shape, "worst": self.worst, "note": self.note, "passed": self.passed,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "OutputStats":
+        """Back from ``to_dict`` (a cached or remote result)."""
+        return cls(d["name"], d.get("kind", "value"), d.get("total", 0), d.get("mismatched", 0),
+                   d.get("excused_ties", 0), d.get("max_abs_error"), d.get("mean_abs_error"), d.get("max_rel_error"),
+                   d.get("mean_rel_error"), d.get("atol"), d.get("rtol"), d.get("native_dtype", ""),
+                   d.get("onnx_dtype", ""), list(d.get("shape") or []), d.get("worst"), d.get("note"))
+
 
 def _num(x):
     if x is None:
