@@ -22,7 +22,7 @@ $(VENV)/.installed-all: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-all
-	$(PIP) install -q -e '.[all,test]'
+	$(PIP) install -q -e '.[all,scale,test]'
 	touch $@
 
 demo: $(VENV)/.installed-all

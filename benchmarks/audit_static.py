@@ -1,7 +1,13 @@
-"""Static audit throughput on a generated folder of 2,000 artifacts (scikit-learn pickles and joblib files,
-torch state dicts, numpy arrays, a few payloads) against the open-source pickle scanners installed as
-benchmark-only dependencies in a venv of their own (benchmarks/.data/peers: picklescan, modelscan, fickling).
-Target: at least the speed of the fastest of them; `--jobs` scaling shown."""
+"""Static audit against the open-source pickle scanners (picklescan, modelscan, fickling, installed as
+benchmark-only tools in a venv of their own: benchmarks/.data/peers), on the same files in the same run:
+one file, and a folder of 2,000 artifacts written by the real libraries (scikit-learn models as pickle and
+joblib, compressed or not, torch state dicts and whole modules in both torch formats, numpy arrays, ONNX
+models, configuration pickles) of varied sizes, with 20 payloads among them, 6 of them placed after joblib's
+numpy array blocks, where only a reader that goes to the end of the file finds them.
+
+Each peer is timed alternately with modelport (A B A B ...: the ratio is taken pair by pair, so a machine whose
+speed drifts during the run does not tilt it). Target: at least picklescan's speed on both, with every file
+read to its end: every payload reported unsafe, nothing else unsafe, no file left unknown."""
 
 from __future__ import annotations
 
@@ -9,48 +15,92 @@ import json
 import os
 import re
 import shutil
+import statistics
+import sys
 
-from _measure import DATA, PY, ROOT, measure
+from _measure import DATA, PY, ROOT, run_once
 
-FOLDER = DATA / "audit2000"
+FOLDER = DATA / "audit-corpus"
 N = 2000
+REPEATS = 5
 
 GENERATE = r"""
-import os, pickle, sys, numpy as np, joblib
+import gzip, io, json, os, pickle, sys, zipfile
 from pathlib import Path
+import joblib, numpy as np, torch
 from sklearn.datasets import load_wine
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-import torch
+from sklearn.svm import SVC
 
 out, n = Path(sys.argv[1]), int(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
 x, y = load_wine(return_X_y=True)
-models = [make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(x, y),
-          RandomForestClassifier(10, max_depth=5, random_state=0).fit(x, y)]
-net = torch.nn.Sequential(torch.nn.Linear(13, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+models = [LogisticRegression(max_iter=500).fit(x, y),
+          make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y),
+          make_pipeline(StandardScaler(), SVC()).fit(x, y),
+          KNeighborsClassifier().fit(np.tile(x, (20, 1)), np.tile(y, 20))]  # holds its training data
+models += [RandomForestClassifier(trees, max_depth=depth, random_state=0).fit(x, y)
+           for trees, depth in ((3, 3), (10, 5), (25, 8), (60, 10))]
+models += [GradientBoostingClassifier(n_estimators=k, random_state=0).fit(x, y) for k in (10, 40)]
+nets = [torch.nn.Sequential(torch.nn.Linear(13, w), torch.nn.ReLU(), torch.nn.Linear(w, 3)) for w in (8, 64, 512)]
+nets.append(torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(10)))
+nets[-1](torch.zeros(1, 3, 16, 16))
+onnx_models = []
+try:
+    from skl2onnx import to_onnx
+    onnx_models = [to_onnx(m, x[:1].astype(np.float32)).SerializeToString() for m in (models[0], models[4], models[9])]
+except Exception:
+    pass
 
 class Payload:
+    def __init__(self, how):
+        self.how = how
     def __reduce__(self):
-        return (os.system, ("echo pwned",))
+        return {"system": (os.system, ("echo pwned",)), "eval": (eval, ("1+1",)),
+                "exec": (exec, ("x = 1",))}[self.how]
 
+payloads, one = {}, None
 for i in range(n):
-    kind = i % 10
-    sub = out / f"team{i % 7}" / f"run{i % 13}"
+    kind = i % 20
+    sub = out / f"team{i % 7}" / f"project{i % 11}" / f"run{i % 13}"
     sub.mkdir(parents=True, exist_ok=True)
-    if kind < 4:
-        joblib.dump(models[i % 2], sub / f"model_{i}.joblib", compress=3 if kind == 3 else 0)
-    elif kind < 6:
-        pickle.dump(models[i % 2], open(sub / f"model_{i}.pkl", "wb"), protocol=4)
-    elif kind < 8:
-        torch.save(net.state_dict(), sub / f"weights_{i}.pt")
-    elif kind == 8:
-        np.save(sub / f"features_{i}.npy", np.random.default_rng(i).normal(size=(200, 13)))
+    model = models[(i * 7 + i // 20) % len(models)]
+    if i % 100 == 19:  # 20 payloads: half after joblib's array blocks (a random forest's), half in plain pickles
+        how = ("system", "eval", "exec")[(i // 100) % 3]
+        if (i // 100) % 2 == 0:
+            path = sub / f"model_{i}.joblib"
+            joblib.dump({"model": models[6], "hook": Payload(how)}, path)  # the arrays come first
+        else:
+            path = sub / f"meta_{i}.pkl"
+            path.write_bytes(pickle.dumps({"model": model, "extra": Payload(how)}, protocol=2 + i % 4))
+        payloads[str(path.relative_to(out))] = how
+    elif kind < 5:
+        if one is None and model is models[6]:
+            one = str((sub / f"model_{i}.joblib").relative_to(out))
+        joblib.dump(model, sub / f"model_{i}.joblib")
+    elif kind < 7:
+        joblib.dump(model, sub / f"model_{i}.joblib", compress=("zlib", "gzip", "lzma", "bz2")[i % 4])
+    elif kind < 10:
+        (sub / f"model_{i}.pkl").write_bytes(pickle.dumps(model, protocol=2 + i % 4))
+    elif kind < 13:
+        torch.save(nets[i % len(nets)].state_dict(), sub / f"weights_{i}.pt")
+    elif kind == 13:
+        torch.save(nets[i % len(nets)].state_dict(), sub / f"weights_{i}.pth", _use_new_zipfile_serialization=False)
+    elif kind == 14:
+        torch.save(nets[i % 3], sub / f"module_{i}.pt")  # a whole module: its classes are named in the pickle
+    elif kind == 15:
+        np.save(sub / f"features_{i}.npy", rng.normal(size=(int(rng.integers(10, 2000)), 13)))
+    elif kind == 16 and onnx_models:
+        (sub / f"model_{i}.onnx").write_bytes(onnx_models[i % len(onnx_models)])
     else:
-        pickle.dump({"model": models[0], "extra": Payload()} if i % 100 == 9 else {"threshold": 0.5, "i": i},
-                    open(sub / f"meta_{i}.pkl", "wb"), protocol=4)
+        config = {"threshold": float(i % 97) / 97, "labels": ["a", "b", "c"], "run": i, "tags": ("x", str(i))}
+        (sub / f"config_{i}.pkl").write_bytes(pickle.dumps(config, protocol=i % 6))
+Path(sys.argv[3]).write_text(json.dumps({"payloads": payloads, "one": one}, indent=1))
 """
 
 FICKLING = r"""
@@ -59,8 +109,9 @@ from pathlib import Path
 from fickling.analysis import Severity, check_safety
 from fickling.fickle import Pickled
 scanned = flagged = failed = 0
-for p in sorted(Path(sys.argv[1]).rglob("*")):
-    if p.suffix in (".pkl", ".joblib") and p.is_file():
+given = Path(sys.argv[1])
+for p in [given] if given.is_file() else sorted(given.rglob("*")):
+    if p.is_file() and p.suffix in (".pkl", ".joblib", ".pt", ".pth"):
         scanned += 1
         try:
             with open(p, "rb") as fh:
@@ -72,7 +123,6 @@ for p in sorted(Path(sys.argv[1]).rglob("*")):
 print(f"fickling: scanned {scanned} flagged {flagged} failed {failed}")
 """
 
-
 PEERS = DATA / "peers"  # `make bench` installs picklescan, modelscan and fickling there, apart from modelport
 
 
@@ -80,41 +130,107 @@ def tool(name: str) -> str | None:
     return shutil.which(name, path=str(PEERS / "bin"))
 
 
-def main() -> list[str]:
-    if not FOLDER.exists() or sum(1 for p in FOLDER.rglob("*") if p.is_file()) < N:
+def corpus() -> tuple[list, dict]:
+    """The files (generated once, kept under benchmarks/.data) and the manifest: which carry a payload, and the
+    one file timed alone (a random forest of 25 trees saved with joblib)."""
+    manifest = FOLDER.with_suffix(".json")
+    if not manifest.exists() or sum(1 for p in FOLDER.rglob("*") if p.is_file()) != N:
         shutil.rmtree(FOLDER, ignore_errors=True)
-        measure([PY, "-c", GENERATE, str(FOLDER), str(N)], repeats=1)
-    size_mb = sum(p.stat().st_size for p in FOLDER.rglob("*") if p.is_file()) / 1e6
-    rows = []
-    for jobs in (1, os.cpu_count() or 1):
-        ours = measure([PY, "-m", "compat.cli", "audit", str(FOLDER), "--static", "--jobs", str(jobs),
-                        "--json", str(DATA / "audit.json")], repeats=3, cwd=ROOT, ok_codes=(0, 1))
-        rows.append((f"modelport audit --static --jobs {jobs}", ours.seconds))
-    rows = [list(r) for r in rows]
-    audit = json.loads((DATA / "audit.json").read_text())["summary"]
-    rows[0].append(f"{audit['safety']['unsafe']} unsafe, {audit['safety']['suspicious']} suspicious, "
-                f"{audit['safety']['unknown']} unknown of {audit['artifacts']} artifacts")
-    rows[1].append(rows[0][2])
-    peers = []
+        run = run_once([PY, "-c", GENERATE, str(FOLDER), str(N), str(manifest)], cwd=ROOT)
+        if run.returncode:
+            raise SystemExit(f"could not generate the corpus:\n{run.output[-2000:]}")
+    files = sorted(p for p in FOLDER.rglob("*") if p.is_file())
+    return files, json.loads(manifest.read_text())
+
+
+def ours(target, jobs: int | None, report) -> list[str]:
+    cmd = [PY, "-m", "compat.cli", "audit", str(target), "--static", "--quiet", "--json", str(report)]
+    return cmd + (["--jobs", str(jobs)] if jobs else [])
+
+
+def paired(a: list[str], b: list[str], repeats: int = REPEATS) -> tuple[float, float, float, object]:
+    """Run A and B alternately ``repeats`` times: (median A, median B, median of the pairs' A/B, B's last run)."""
+    run_once(a, cwd=ROOT)  # warm the page cache and the bytecode for both, uncounted
+    run_once(b, cwd=ROOT)
+    pairs = []
+    for _ in range(repeats):
+        ra, rb = run_once(a, cwd=ROOT), run_once(b, cwd=ROOT)
+        if ra.returncode not in (0, 1):
+            raise SystemExit(f"modelport failed ({ra.returncode}):\n{ra.output[-2000:]}")
+        pairs.append((ra.seconds, rb.seconds, rb))
+    return (statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs),
+            statistics.median(p[0] / p[1] for p in pairs), pairs[-1][2])
+
+
+def read_to_the_end(report, payloads: dict) -> tuple[bool, str]:
+    """Every payload unsafe, nothing else unsafe, no artifact unknown (what the scan could not read to its end
+    is unknown): the proof that every file was read to its end. Returns (held, one line)."""
+    data = json.loads(report.read_text())
+    rows = {r["path"]: r for r in data["artifacts"]}
+    unsafe = {p for p, r in rows.items() if r["safety"] == "unsafe"}
+    unknown = [p for p, r in rows.items() if r["safety"] == "unknown"]
+    missed = sorted(set(payloads) - unsafe)
+    extra = sorted(unsafe - set(payloads))
+    after_arrays = sum(1 for p in payloads if p.endswith(".joblib"))
+    held = not missed and not extra and not unknown
+    line = (f"{len(unsafe & set(payloads))} of {len(payloads)} payloads unsafe ({after_arrays} after joblib array "
+            f"blocks), {len(extra)} other file(s) unsafe, {len(unknown)} unknown, of {len(rows)} artifacts "
+            f"({len(data['skipped'])} data files skipped)")
+    return held, line + ("" if held else f"; missed {missed[:3]}, extra {extra[:3]}, unknown {unknown[:3]}")
+
+
+def peers(target) -> list[tuple[str, list[str], object]]:
+    found = []
     if tool("picklescan"):
-        peers.append(("picklescan -p", [tool("picklescan"), "-p", str(FOLDER)], _picklescan))
+        found.append(("picklescan", [tool("picklescan"), "-p", str(target)], _picklescan))
     if tool("modelscan"):
-        peers.append(("modelscan -p", [tool("modelscan"), "-p", str(FOLDER)], _modelscan))
+        found.append(("modelscan", [tool("modelscan"), "-p", str(target)], _modelscan))
     if tool("python") and tool("fickling"):
-        peers.append(("fickling (check_safety per .pkl/.joblib, one process)", [tool("python"), "-c", FICKLING,
-                                                                              str(FOLDER)], _fickling))
-    for name, cmd, read in peers:
-        run = measure(cmd, repeats=3, ok_codes=None)
-        rows.append((name, run.seconds, read(run.output)))  # raises when the peer did not really run
-    best_peer = min((r[1] for r in rows if not r[0].startswith("modelport")), default=None)
-    lines = [f"### Static audit throughput ({N:,} artifacts, {size_mb:.0f} MB, in nested folders)", "",
-             "| scanner | time | files/s | vs fastest peer | what it reported (20 files carry a payload) |",
-             "|---|---:|---:|---:|---|"]
-    for name, seconds, found in rows:
-        vs = f"{best_peer / seconds:.2f}× its speed" if best_peer else "-"
-        lines.append(f"| {name} | {seconds:.2f} s | {N / seconds:,.0f} | {vs} | {found} |")
-    if not peers:
-        lines += ["", "No peer scanner found in benchmarks/.data/peers: `make bench` installs picklescan, modelscan, fickling there."]
+        found.append(("fickling (check_safety per pickle, one process)", [tool("python"), "-c", FICKLING,
+                                                                         str(target)], _fickling))
+    return found
+
+
+def main() -> list[str]:
+    files, manifest = corpus()
+    payloads = manifest["payloads"]
+    size_mb = sum(p.stat().st_size for p in files) / 1e6
+    one = FOLDER / manifest["one"]
+    report = DATA / "audit.json"
+    cores = len(os.sched_getaffinity(0))
+    lines = [f"### Static audit vs pickle scanners ({N:,} artifacts, {size_mb:.0f} MB; one file)", "",
+             f"Each peer timed alternately with modelport, {REPEATS} pairs, median; ratio = the peer's time / "
+             f"modelport's (above 1: modelport is faster); {cores} CPUs.", ""]
+    # one file
+    lines += [f"**One file** ({one.name}, {one.stat().st_size / 1e3:.0f} KB, a random forest saved with joblib):",
+              "", "| scanner | its time | modelport's | speed vs it |", "|---|---:|---:|---:|"]
+    for name, cmd, _ in peers(one):
+        a, b, ratio, _ = paired(ours(one, None, report), cmd)
+        lines.append(f"| {name} | {b * 1e3:.0f} ms | {a * 1e3:.0f} ms | {1 / ratio:.2f}× |")
+    base = paired([PY, "-c", "import pickletools"], [PY, "-c", "pass"], repeats=3)
+    lines += ["", f"(`python -c 'import pickletools'` alone: {base[0] * 1e3:.0f} ms in this venv.)", ""]
+    # the folder, 1 and 2 jobs against every peer
+    held, proof = True, ""
+    rows = []
+    for name, cmd, read in peers(FOLDER):
+        for jobs in (1, 2):
+            a, b, ratio, peer_run = paired(ours(FOLDER, jobs, report), cmd)
+            ok, proof = read_to_the_end(report, payloads)
+            held = held and ok
+            rows.append((name, jobs, a, b, ratio, read(peer_run.output)))
+    lines += [f"**{N:,} files** (nested folders; 20 payloads):", "",
+              "| scanner | its time | modelport --jobs | modelport's | files/s (modelport) | speed vs it | what the "
+              "peer reported |", "|---|---:|---:|---:|---:|---:|---|"]
+    for name, jobs, a, b, ratio, found in rows:
+        lines.append(f"| {name} | {b:.2f} s | {jobs} | {a:.2f} s | {N / a:,.0f} | {1 / ratio:.2f}× | {found} |")
+    one_two = [r for r in rows if r[0] == rows[0][0]] if rows else []
+    if len(one_two) == 2:
+        lines += ["", f"1 vs 2 jobs (against the same peer runs): {one_two[0][2]:.2f} s vs {one_two[1][2]:.2f} s, "
+                  f"{one_two[0][2] / one_two[1][2]:.2f}× (2 jobs fork two scanning processes from the audit's own)."]
+    lines += ["", f"modelport: {proof}. Every file read to its end: {'yes' if held else 'NO'}."]
+    if not rows:
+        lines += ["", "No peer scanner found in benchmarks/.data/peers: `make bench` installs picklescan, modelscan, "
+                  "fickling there."]
     return lines
 
 
@@ -146,4 +262,5 @@ def _fickling(out: str) -> str:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
     print("\n".join(main()))

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, printed as Markdown and written to benchmarks/RESULTS.md.
 
 Each figure is a ratio against a baseline measured in the same run on the same machine; no test asserts
-a wall time. `--only NAME` runs one (startup, convert, torch, check, audit)."""
+a wall time. `--only NAME` runs one (startup, convert, torch, check, audit, scale)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 BENCHMARKS = {"startup": "startup", "convert": "convert_overhead", "torch": "torch_convert_overhead",
-              "check": "check_overhead", "audit": "audit_static"}
+              "check": "check_overhead", "audit": "audit_static", "scale": "audit_scale"}
 
 
 def main(argv=None) -> int:

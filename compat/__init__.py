@@ -6,6 +6,7 @@
     compat.record("model.joblib", output="model.mprec")       # a golden record for CI
     assert compat.verify("model.mprec").passed                # after an upgrade
     print(compat.audit(["models/"]).summary)                   # every model file under a folder
+    compat.audit(["s3://models/"], scheduler="tcp://dask:8786", cache="~/.cache/modelport")  # a registry
     print(report.verdict, [o.max_abs_error for o in report.outputs])
 """
 
@@ -24,6 +25,7 @@ _EXPORTS = {
     "BenchReport": "checks.timing", "bench": "checks.timing",
     "RECORD_SCHEMA": "records.record", "Record": "records.record",
     "VERIFY_SCHEMA": "records.replay", "VerifyReport": "records.replay", "verify": "records.replay",
+    "verify_all": "records.batch",
     "MatrixReport": "records.matrix", "matrix": "records.matrix",
     "AUDIT_SCHEMA": "audits.report", "AuditReport": "audits.report", "AuditRow": "audits.report",
     "audit": "audits.engine",

@@ -7,12 +7,9 @@ import sys
 
 def version() -> str:
     """The installed modelport release, or ``unknown`` in a checkout that was never installed."""
-    from importlib import metadata
+    from convert.versions import installed_version
 
-    try:
-        return metadata.version("modelport")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return installed_version("modelport") or "unknown"
 
 
 def console(stderr: bool = False):

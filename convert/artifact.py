@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import formats
 from .findings import Finding, GlobalRef, PickleScan, worst
+from .storage import RemotePath, as_path, local_copy
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,11 +107,23 @@ _SKOPS_NATIVE = frozenset(("builtins:" + t) for t in ("dict", "list", "tuple", "
 
 def inspect(path) -> Artifact:
     """Everything modelport can tell about a model file or SavedModel folder without running any of its
-    code: format, framework, the versions it was saved with, sha256, size, and the static pickle scan."""
+    code: format, framework, the versions it was saved with, sha256, size, and the static pickle scan.
+
+    A store object (``s3://...``, see ``storage``) is read through ranged requests: the scan reads what a
+    loader would read, seeking over the rest, and ``sha256`` stays empty (its ETag, size and modification
+    time are in ``details["object"]``: hashing would download it all). A folder in a store (a SavedModel) is
+    copied to a private temporary folder first: its scans need local files."""
+    path = as_path(path)
+    if isinstance(path, RemotePath):
+        return _inspect_remote(path)
+    return _inspect(path)
+
+
+def _inspect(path) -> Artifact:
+    """``inspect`` of a local path, or of a store object read through ranged requests."""
     from .detect import detect
     from .scan import scan_file
 
-    path = Path(path)
     detection = detect(path)
     size, digest = _digest(path)
     details = dict(detection.details)
@@ -119,7 +133,7 @@ def inspect(path) -> Artifact:
     findings = list(_format_findings(detection))
     globals_: tuple = ()
     restored = None  # the scan of a CRLF-damaged pickle read with its line endings restored
-    scan = scan_file(path, detection) if row.container else None
+    scan = (detection.scan or scan_file(path, detection)) if row.container else None
     verdicts = [f.severity for f in findings if f.severity != "info"]
     if code_scan is not None:
         verdict, more, facts = code_scan(path, fmt)
@@ -185,6 +199,27 @@ def inspect(path) -> Artifact:
     )
 
 
+def _inspect_remote(path: RemotePath) -> Artifact:
+    import dataclasses
+
+    info = path.object_info()
+    if info.kind == "directory":
+        with local_copy(path) as local:
+            artifact = inspect(local)
+        details = dict(artifact.details, object={"etag": info.etag, "modified": info.modified, "fetched": True})
+        return dataclasses.replace(artifact, path=path, details=details)
+    artifact = _inspect(path)
+    after = path.fresh().object_info()
+    details = dict(artifact.details, object={"etag": info.etag, "size": info.size, "modified": info.modified,
+                                             "bytes_read": path.fetched, "requests": path.requests})
+    if (after.etag, after.size, after.modified) != (info.etag, info.size, info.modified):  # fail closed
+        finding = Finding("the object changed in the store while it was read: the scan saw parts of two versions",
+                          "unknown", "whole object")
+        return dataclasses.replace(artifact, details=details, findings=(*artifact.findings, finding),
+                                   safety=worst([artifact.safety, "unknown"]))
+    return dataclasses.replace(artifact, details=details)
+
+
 def _also_a_pickle(path: Path):
     """The scan of a file of another format whose bytes also walk as a pickle that imports or calls something
     (the walk the detector gives headerless pickles), else None. Most formats fail on their first byte."""
@@ -192,7 +227,7 @@ def _also_a_pickle(path: Path):
     from .magic import may_start_pickle
     from .scan import probe, scan_file
 
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         prefix = fh.read(PREFIX)
     if not may_start_pickle(prefix) or probe(prefix, complete=len(prefix) < PREFIX, strict=True)[0] != "pickle":
         return None
@@ -201,13 +236,18 @@ def _also_a_pickle(path: Path):
 
 
 def _digest(path: Path) -> tuple[int, str]:
-    """(size, sha256) streamed; a folder hashes its files' relative paths and contents in sorted order."""
+    """(size, sha256) streamed; a folder hashes its files' relative paths and contents in sorted order. A
+    store object: (size, "") -- hashing it would download what the scan seeks over."""
     import hashlib
+
+    if isinstance(path, RemotePath):
+        return path.stat().st_size, ""
 
     def file_hash(p: Path, h) -> int:
         total = 0
         with open(p, "rb") as fh:
-            while chunk := fh.read(1 << 20):
+            step = min(1 << 20, os.fstat(fh.fileno()).st_size + 1)  # a request for a megabyte allocates one
+            while chunk := fh.read(step):
                 h.update(chunk)
                 total += len(chunk)
         return total

@@ -10,19 +10,22 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import magic
 from .errors import BadInputError
+from .findings import PickleScan
 from .formats import FORMATS, torch_root, zip_format
 from .scan import ZIP_ERRORS
+from .storage import as_path, readable
 
 HEAD = 4096  # bytes every sniffer sees
 PREFIX = 1 << 20  # bytes read when a format has to be confirmed by walking or searching
 JSON_MAX = 64 << 20  # largest JSON member/header parsed (safetensors headers, keras configs)
-ONNX_LOAD_MAX = 64 << 20  # ONNX files up to this size are also parsed with onnx.load for details
+ONNX_LOAD_MAX = 64 << 20  # ONNX files up to this size are also walked to their last field for details
 
 SUPPORTED = ("modelport reads pickle/joblib, torch (.pt zip or legacy), TorchScript, torch.export .pt2, "
              "SavedModel folders, Keras .keras/.h5, ONNX, skops, safetensors and numpy files (and scans zip and 7-Zip "
@@ -32,31 +35,34 @@ SUPPORTED = ("modelport reads pickle/joblib, torch (.pt zip or legacy), TorchScr
 @dataclass(frozen=True)
 class Detection:
     """The container format (one of FORMATS), the library that wrote it when the bytes say, joblib's
-    compression, and format-specific facts."""
+    compression, and format-specific facts. ``scan``: where confirming the format took walking its pickle
+    streams, that walk, which is the file's whole pickle scan (``artifact.inspect`` does not walk it again)."""
 
     format: str
     framework: str | None = None
     compression: str | None = None
     details: dict = field(default_factory=dict)
+    scan: PickleScan | None = field(default=None, compare=False, repr=False)
 
 
 def detect(path) -> Detection:
-    """Detect the format of a file or SavedModel directory, or raise BadInputError saying what it is."""
-    path = Path(path)
+    """Detect the format of a file or SavedModel directory (local, or a ``storage.RemotePath``), or raise
+    BadInputError saying what it is."""
+    path = as_path(path)
     try:
         info = path.stat()
     except FileNotFoundError:
         raise BadInputError("no such file or directory", path=path, hint="check the path") from None
     except OSError as exc:
         raise BadInputError(f"cannot read it: {exc.strerror or exc}", path=path, hint="check its permissions") from None
-    if path.is_dir():
+    if stat.S_ISDIR(info.st_mode):
         return _directory(path)
-    if not path.is_file():
+    if not stat.S_ISREG(info.st_mode):
         raise BadInputError("not a regular file", path=path, hint="pass a model file or a SavedModel folder")
     if info.st_size == 0:
         raise BadInputError("empty file (0 bytes)", path=path, hint="re-save the model; nothing was written")
     try:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             head = fh.read(HEAD)
     except OSError as exc:
         raise BadInputError(f"cannot read it: {exc.strerror or exc}", path=path, hint="check its permissions") from None
@@ -94,7 +100,7 @@ def _directory(path: Path) -> Detection:
     details.update(_savedmodel_info(pb) if pb.is_file() else _savedmodel_text_info(pbtxt))
     keras_meta = path / "keras_metadata.pb"
     if keras_meta.is_file():
-        with open(keras_meta, "rb") as fh:
+        with keras_meta.open("rb") as fh:
             m = re.search(rb'"keras_version":\s*"([^"]{1,40})"', fh.read(PREFIX))
         if m:
             details["keras_version"] = m.group(1).decode("ascii", "replace")
@@ -106,7 +112,7 @@ def _savedmodel_info(pb: Path) -> dict:
     tags(4), tensorflow_version(5), tensorflow_git_version(6). Large graph fields are seeked over."""
     info: dict = {"tags": []}
     try:
-        with open(pb, "rb") as fh:
+        with pb.open("rb") as fh:
             reader = _Proto(fh, pb.stat().st_size)
             for num, wire, value in reader.fields():
                 if num == 2 and wire == 2:
@@ -130,7 +136,7 @@ def _savedmodel_info(pb: Path) -> dict:
 
 
 def _savedmodel_text_info(pbtxt: Path) -> dict:
-    with open(pbtxt, "rb") as fh:
+    with pbtxt.open("rb") as fh:
         text = fh.read(PREFIX)
     info: dict = {"tags": [t.decode("utf-8", "replace") for t in re.findall(rb'tags:\s*"([^"]*)"', text)]}
     m = re.search(rb'tensorflow_version:\s*"([^"]*)"', text)
@@ -144,7 +150,7 @@ def _savedmodel_text_info(pbtxt: Path) -> dict:
 
 def _zip(path: Path, head: bytes, size: int) -> Detection:
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(readable(path)) as zf:
             infos = zf.infolist()
             names = [i.filename for i in infos]
             fmt = zip_format(names)
@@ -317,7 +323,7 @@ def _sevenzip(path: Path, head: bytes, size: int) -> Detection:
     from .scan.sevenzip import SevenZipError, names
 
     try:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             members = names(fh)
     except SevenZipError as exc:
         return Detection("7z", None, None, {"note": str(exc)})
@@ -337,7 +343,7 @@ def _hdf5(path: Path, head: bytes, size: int) -> Detection:
     if h5py is None:
         return _hdf5_by_bytes(path)
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(readable(path), "r") as f:
             attrs = {k: f.attrs[k] for k in list(f.attrs.keys())[:100]}
             roots = list(f.keys())[:100]
     except (OSError, ValueError) as exc:
@@ -360,13 +366,15 @@ def _hdf5(path: Path, head: bytes, size: int) -> Detection:
 def _hdf5_by_bytes(path: Path) -> Detection:
     """Without h5py: attribute names are stored inline, their string values in global-heap collections
     (``GCOL``), which are simple to walk. Reads at most the first 4 MB."""
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         blob = fh.read(4 * PREFIX)
     if b"keras_version" not in blob and b"model_config" not in blob:
         return Detection("hdf5", None, None, {"inspected_with": "byte search"})
     details: dict = {"inspected_with": "byte search"}
     for value in _global_heap_objects(blob):
-        if "keras_version" not in details and re.fullmatch(rb"\d+\.\d+(\.\d+)?([a-z0-9.+-]*)", value):
+        # a version is short; the pattern backtracks quadratically over a long run of digits
+        if "keras_version" not in details and len(value) <= 64 and re.fullmatch(rb"\d+\.\d+(\.\d+)?([a-z0-9.+-]*)",
+                                                                              value):
             details["keras_version"] = value.decode("ascii")
         elif "model_class" not in details and value.startswith(b'{"class_name"'):
             try:
@@ -395,7 +403,7 @@ def _global_heap_objects(blob: bytes):
 def _npy(path: Path, head: bytes, size: int) -> Detection:
     header = magic.npy_header(head)
     if header is None:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             header = magic.npy_header(fh.read(PREFIX))
     if header is None:
         raise BadInputError("a .npy file with an unreadable header", path=path, hint="re-save it with numpy.save")
@@ -421,7 +429,7 @@ def _is_safetensors(head: bytes, size: int) -> bool:
 
 def _safetensors(path: Path, head: bytes, size: int) -> Detection | None:
     n = int.from_bytes(head[:8], "little")
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         fh.seek(8)
         raw = fh.read(n)
     try:
@@ -457,7 +465,8 @@ def _safetensors(path: Path, head: bytes, size: int) -> Detection | None:
 
 
 def _pickle(path: Path, head: bytes, size: int) -> Detection | None:
-    from .scan import probe
+    """A pickle with a PROTO header, confirmed by the walk that is also its scan (one walk of the stream)."""
+    from .scan import probe, scan_file
 
     if head.startswith(magic.TORCH_MAGIC_PICKLE):
         details: dict = {}
@@ -469,13 +478,20 @@ def _pickle(path: Path, head: bytes, size: int) -> Detection | None:
     crlf = _crlf_pickle(head)
     if crlf:
         details["line_endings"] = "CRLF"
-    if probe(head, complete=size <= len(head))[0] == "invalid" and not crlf:
+    scan = scan_file(path, Detection("pickle"))
+    if not crlf and not _walks(scan, lambda: probe(head, complete=size <= len(head))):
         return None
-    with open(path, "rb") as fh:
-        prefix = head + fh.read(PREFIX) if size > len(head) else head
-    if b"NumpyArrayWrapper" in prefix:
-        return Detection("joblib", None, None, details)
-    return Detection("pickle", None, None, details)
+    prefix = head
+    if size > len(head):
+        with path.open("rb") as fh:
+            prefix = fh.read(PREFIX)
+    return Detection("joblib" if b"NumpyArrayWrapper" in prefix else "pickle", None, None, details, scan=scan)
+
+
+def _walks(scan: PickleScan, probe) -> bool:
+    """Whether a file reads as a pickle: yes when its walk read a first stream to STOP; else the probe of its
+    first bytes decides (a stream that breaks may still be a damaged pickle), as it did before the walk."""
+    return bool(scan.streams) or probe()[0] != "invalid"
 
 
 def _crlf_pickle(head: bytes) -> bool:
@@ -495,25 +511,31 @@ def _is_compressed(head: bytes, size: int) -> bool:
 
 
 def _compressed(path: Path, head: bytes, size: int) -> Detection | None:
-    """A joblib file compressed with zlib/gzip/bz2/lzma/xz/lz4 (or joblib < 0.10's ZF): confirmed by
-    decompressing its first bytes and finding a pickle there."""
-    from .scan import probe
+    """A joblib file compressed with zlib/gzip/bz2/lzma/xz/lz4 (or joblib < 0.10's ZF): confirmed by the walk
+    of what it decompresses to (which is also its scan), or, when that breaks, by finding a pickle in its first
+    decompressed bytes."""
+    from .scan import probe, scan_file
     from .scan.source import Halt, open_compressed
 
     compression = magic.compression(head)
-    try:
-        with open(path, "rb") as fh:
-            inner = open_compressed(fh, compression).read(HEAD)
-    except Halt as exc:  # lz4 without the lz4 module: the magic number is unambiguous
-        return Detection("joblib", None, compression, {"note": str(exc)})
-    except Exception:  # any decompressor error: not this format
-        return None
-    if not inner or probe(inner, complete=len(inner) < HEAD)[0] == "invalid":
-        return None
-    details = {"protocol": inner[1] if inner[0] == 0x80 else None}
+    scan = scan_file(path, Detection("joblib", compression=compression))
+    details: dict = {}
+    if scan.streams:
+        details["protocol"] = scan.metadata.get("protocol")  # PROTO's argument, when the stream starts with it
+    else:
+        try:
+            with path.open("rb") as fh:
+                inner = open_compressed(fh, compression).read(HEAD)
+        except Halt as exc:  # lz4 without the lz4 module: the magic number is unambiguous
+            return Detection("joblib", None, compression, {"note": str(exc)}, scan=scan)
+        except Exception:  # any decompressor error: not this format
+            return None
+        if not inner or probe(inner, complete=len(inner) < HEAD)[0] == "invalid":
+            return None
+        details["protocol"] = inner[1] if inner[0] == 0x80 else None
     if compression == "zfile":
         details["legacy_format"] = "joblib < 0.10 (ZF)"
-    return Detection("joblib", None, compression, details)
+    return Detection("joblib", None, compression, details, scan=scan)
 
 
 def _is_any(head: bytes, size: int) -> bool:
@@ -527,7 +549,7 @@ def _text_pickle(path: Path, head: bytes, size: int) -> Detection | None:
 
     if not magic.may_start_pickle(head):
         return None
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         prefix = fh.read(PREFIX)
     verdict, protocol = probe(prefix, complete=size <= PREFIX, strict=True)
     crlf = _crlf_pickle(prefix[:HEAD])
@@ -628,7 +650,7 @@ def _onnx(path: Path, head: bytes, size: int) -> Detection | None:
     """ModelProto, confirmed by walking every top-level field tag to the end of the file."""
     details: dict = {"opsets": {}}
     try:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             reader = _Proto(fh, size)
             for num, wire, value in reader.fields():
                 spec = _ONNX_FIELDS.get(num)
@@ -654,25 +676,71 @@ def _onnx(path: Path, head: bytes, size: int) -> Detection | None:
     if "graph_bytes" not in details or "ir_version" not in details:
         return None
     if size <= ONNX_LOAD_MAX:
-        details.update(_onnx_load_details(path))
+        details.update(_onnx_graph_details(path))
     return Detection("onnx", "onnx", None, details)
 
 
-def _onnx_load_details(path: Path) -> dict:
-    """Graph facts from onnx.load (external data not loaded): inputs, outputs, external tensors."""
+# ONNX messages (onnx/onnx.proto) by the fields that hold other messages: every one is walked, as onnx.load
+# parses them, without importing onnx (a second or more on a cold disk)
+_ONNX_MESSAGES = {
+    "graph": {1: "node", 5: "tensor", 11: "value", 12: "value", 13: "value", 14: "annotation", 15: "sparse",
+              16: "entry"},
+    "node": {5: "attribute", 9: "entry", 10: "device"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 14: "type", 15: "type", 22: "sparse",
+                  23: "sparse"},
+    "tensor": {3: "segment", 13: "entry", 16: "entry"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "value": {2: "type", 4: "entry"},
+    "type": {1: "type.tensor", 4: "type.one", 5: "type.map", 7: "type.opaque", 8: "type.tensor", 9: "type.one"},
+    "type.tensor": {2: "shape"},
+    "type.one": {1: "type"},
+    "type.map": {2: "type"},
+    "shape": {1: "dimension"},
+    "annotation": {2: "entry"},
+    "device": {2: "sharding"},
+    "sharding": {3: "intlist", 4: "sharded"},
+    "sharded": {2: "simple"},
+    "function": {7: "node", 9: "opset", 11: "attribute", 12: "value", 14: "entry"},
+    "training": {1: "graph", 2: "graph", 3: "entry", 4: "entry"},
+    "model": {7: "graph", 8: "opset", 14: "entry", 20: "training", 25: "function", 26: "configuration"},
+}
+_EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+
+
+def _onnx_graph_details(path: Path) -> dict:
+    """Graph facts, from a walk of every message in the file (external data not read): the main graph's inputs,
+    outputs and node count, and where tensors anywhere in it keep their data outside the file."""
+    from .protowire import WireError, fields, text, walk
+
+    with path.open("rb") as fh:
+        data = fh.read()
+    external: dict = {}  # tensor span -> [stored outside?, location]
+    top: dict = {"inputs": [], "outputs": [], "nodes": 0}
+
+    def visit(kind, here, number, wire, value):
+        if number not in (13, 14):
+            return
+        entry = external.setdefault(here, [False, None])
+        if number == 14 and wire == 0:
+            entry[0] = value == _EXTERNAL
+        elif number == 13 and wire == 2:
+            pair = {n: text(data, v) for n, w, v in fields(data, *value) if w == 2 and n in (1, 2)}
+            if pair.get(1) == "location" and 2 in pair:
+                entry[1] = pair[2]
+
     try:
-        import onnx
-    except ImportError:
-        return {}
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
-        return {"corrupt": f"onnx cannot parse it: {exc}"}
-    graph = model.graph
-    external = sorted({e.value for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
-                       for e in t.external_data if e.key == "location"})
-    return {"inputs": [i.name for i in graph.input], "outputs": [o.name for o in graph.output],
-            "nodes": len(graph.node), "external_data": external}
+        walk(data, (0, len(data)), "model", _ONNX_MESSAGES, visit, watch=("tensor",))
+        graph = next((v for n, w, v in fields(data, 0, len(data)) if n == 7 and w == 2), None)
+        for number, wire, value in fields(data, *graph) if graph else ():
+            if number in (11, 12) and wire == 2:
+                name = next((text(data, v) for n, w, v in fields(data, *value) if n == 1 and w == 2), "")
+                top["inputs" if number == 11 else "outputs"].append(name)
+            elif number == 1 and wire == 2:
+                top["nodes"] += 1
+    except WireError as exc:
+        return {"corrupt": f"the protobuf does not parse: {exc}"}
+    top["external_data"] = sorted({where for outside, where in external.values() if outside and where})
+    return top
 
 
 # ------------------------------------------------------------------------------------- description

@@ -4,7 +4,10 @@ top-level module) to the distribution that provides them; one parser reads versi
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from functools import lru_cache
 
 # saved_with key / top-level module -> distribution whose release decides what it reads and which module
 # paths exist
@@ -18,16 +21,63 @@ TENSORFLOW_DISTS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorf
 
 def installed_version(dist: str | None) -> str | None:
     """The installed version of a distribution, read from its metadata (imports nothing); None if absent."""
-    from importlib import metadata
-
     for name in TENSORFLOW_DISTS if dist in TENSORFLOW_DISTS else (dist,):
         if not name:
             continue
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+        found = _metadata_version(name)
+        if found:
+            return found
     return None
+
+
+def _metadata_version(name: str) -> str | None:
+    """A distribution's version: from the name of its ``.dist-info`` folder where sys.path has one (the wheel
+    format puts the version there), else from ``importlib.metadata`` (which parses the METADATA file as an email
+    message: a tenth of a second for the first few). A name sys.path lacks is looked up with importlib.metadata
+    only when something there is not a plain folder of ``.dist-info``s (eggs, zips, egg-info)."""
+    index, complete = _dist_info_index()
+    key = _normalized(name)
+    if key in index:
+        return index[key]
+    if complete:
+        return None
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@lru_cache(maxsize=1)
+def _dist_info_index() -> tuple[dict, bool]:
+    """({normalized name: version} from the ``NAME-VERSION.dist-info`` folders on sys.path, the first one winning
+    as for imports; whether that is everything importlib.metadata would find)."""
+    index: dict[str, str] = {}
+    complete = True
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except (NotADirectoryError, FileNotFoundError):
+            complete = complete and not os.path.isfile(entry)  # a zip on sys.path may hold metadata
+            continue
+        except OSError:
+            complete = False
+            continue
+        for n in names:
+            if n.endswith(".dist-info"):
+                dist, sep, version = n[:-len(".dist-info")].partition("-")
+                if sep and version and "-" not in version:
+                    index.setdefault(_normalized(dist), version)
+                else:
+                    complete = False
+            elif n.endswith((".egg-info", ".egg")):
+                complete = False
+    return index, complete
 
 
 def installed(key: str) -> str | None:
@@ -89,3 +139,43 @@ def direction(saved: str | None, installed_now: str | None) -> str | None:
     """``older`` or ``newer`` (see ``compare``); None when the same or not comparable."""
     way = compare(saved, installed_now)
     return None if way == "same" else way
+
+
+# distributions whose versions a report records when installed (read from metadata: nothing is imported)
+TRACKED = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "onnxscript", "torch", "tensorflow-cpu",
+           "tensorflow", "keras", "tf2onnx", "joblib", "scipy", "pandas", "protobuf")
+
+
+def environment() -> dict:
+    """Python, platform and the installed versions of ``TRACKED`` and modelport, for a report (no imports)."""
+    import platform
+
+    env = {"python": platform.python_version(), "platform": f"{sys.platform}-{platform.machine()}"}
+    for dist in (*TRACKED, "modelport"):
+        found = _metadata_version(dist)
+        if found:
+            env[dist] = found
+    return env
+
+
+def onnx_levels() -> dict:
+    """The newest ONNX opset and IR version the installed ``onnx`` release knows (``onnx_opset``, ``onnx_ir``),
+    read from its release table in ``onnx/helper.py`` without importing it (the import costs a second or more
+    on a cold disk); ``{}`` when onnx is not installed or the table cannot be read."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    now = parse(installed_version("onnx"))
+    try:
+        spec = find_spec("onnx")  # a top-level package: found, not imported
+        folders = list(spec.submodule_search_locations or ()) if spec else []
+        text = next((Path(f) / "helper.py").read_text("utf-8") for f in folders if (Path(f) / "helper.py").is_file())
+    except (ImportError, ValueError, OSError, StopIteration):
+        return {}
+    table = text[text.find("VERSION_TABLE"):]
+    best = None  # the last release in the table that is not newer than the installed one
+    for m in re.finditer(r'\(\s*"(\d+(?:\.\d+)*)"\s*,\s*(\d+)\s*,\s*(\d+)', table[:table.find("]")]):
+        release_, ir, opset = parse(m.group(1)), int(m.group(2)), int(m.group(3))
+        if now is None or cmp(release_[:2], now[:2]) <= 0:
+            best = {"onnx_opset": opset, "onnx_ir": ir}
+    return best or {}

@@ -6,18 +6,21 @@ run foreign code, and (unless ``static``) whether it still loads, converts to ON
     print(report.summary["safety"], report.exit_code)
     open("audit.json", "w").write(report.to_json())
 
-Every file is read in a fresh confined process of its own (``pool``, ``confine``):
-the static pass never unpickles, and the dynamic steps run with a timeout and a memory cap on every process
-the file starts, so a crash, a hang or an out-of-memory costs one row, never the audit, and nothing one
-file does reaches another's row (``report.workers`` counts the processes; ``report.confinement`` says
-which layers were in force). The time spent importing a framework is not charged to the artifact's
-timeout. Without ``trust`` an artifact whose static verdict is not ``safe`` is never loaded.
+Unless ``static``, every file is read in a fresh confined process of its own (``pool``, ``confine``):
+the dynamic steps run with a timeout and a memory cap on every process the file starts, so a crash, a hang
+or an out-of-memory costs one row, never the audit, and nothing one file does reaches another's row
+(``report.workers`` counts the processes; ``report.confinement`` says which layers were in force). The time
+spent importing a framework is not charged to the artifact's timeout. Without ``trust`` an artifact whose
+static verdict is not ``safe`` is never loaded. A ``static`` audit runs no file's code: it is scanned in this
+process, or in processes forked from it when there are many files (``static``), with the same one row per
+file, whatever the scanner meets.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +29,10 @@ from typing import Callable
 from convert.atomic import unwritable
 from convert.detect import is_savedmodel
 from convert.errors import BadInputError
+from convert.storage import as_path, is_remote
 from convert.versions import compare
 
+from .limits import default_jobs, default_memory
 from .report import DEFAULT_TIMEOUT, STEPS, AuditReport, AuditRow, Outcome, Skipped
 
 # ---------------------------------------------------------------------------------------------- walk
@@ -35,19 +40,22 @@ from .report import DEFAULT_TIMEOUT, STEPS, AuditReport, AuditRow, Outcome, Skip
 
 @dataclass(frozen=True)
 class Entry:
-    """A file (or SavedModel folder) to look at: absolute path, the root it was found under, relative path."""
+    """A file (or SavedModel folder) to look at: absolute path (or URL), the root it was found under,
+    relative path; for a store object, what the store said about it (``storage.ObjectInfo``)."""
 
-    path: Path
-    root: Path
+    path: Path | str
+    root: Path | str
     rel: str
+    info: object = None
 
 
 def walk(paths) -> tuple[list[Entry], list[Skipped]]:
     """Every file under ``paths`` (recursively, symlinks not followed; a SavedModel folder is one entry).
+    A URL (``s3://bucket/prefix``, see ``convert.storage``) names one object or every object under a prefix.
     Raises BadInputError for a path that does not exist."""
     entries: list[Entry] = []
     skipped: list[Skipped] = []
-    seen: set[Path] = set()  # a file named twice (itself and inside a folder given too) is audited once
+    seen: set = set()  # a file named twice (itself and inside a folder given too) is audited once
 
     def add(entry: Entry) -> None:
         if entry.path not in seen:
@@ -55,7 +63,11 @@ def walk(paths) -> tuple[list[Entry], list[Skipped]]:
             entries.append(entry)
 
     for given in paths:
-        root = Path(given)
+        if is_remote(given):
+            for entry in walk_store(str(given)):
+                add(entry)
+            continue
+        root = as_path(given)
         if not root.exists() and not root.is_symlink():
             raise BadInputError("no such file or directory", path=root, hint="check the path")
         if root.is_file() or is_savedmodel(root):
@@ -89,26 +101,55 @@ def _rel(p: Path, base: Path) -> str:
     return p.relative_to(base).as_posix()
 
 
+def walk_store(url: str) -> list[Entry]:
+    """The objects under a store URL (one object, or every object under the prefix), sorted; a prefix
+    holding ``saved_model.pb`` is one SavedModel entry. Listing reads no object."""
+    from convert.storage import ObjectInfo, filesystem, redact, store_errors
+
+    fs, inner = filesystem(url)
+    inner = inner.rstrip("/")
+    with store_errors(url, "list it"):
+        try:
+            top = fs.info(inner)
+        except FileNotFoundError:
+            top = None
+        if top is not None and top.get("type") != "directory":
+            parent = fs.unstrip_protocol(posixpath.dirname(inner))
+            return [Entry(fs.unstrip_protocol(inner), redact(parent), posixpath.basename(inner), ObjectInfo.of(top))]
+        found = fs.find(inner, detail=True) if top is not None else {}
+    if not found:
+        raise BadInputError("no such object or prefix (nothing under it)", path=redact(url), hint="check the URL")
+    objects = {key[len(inner) + 1:]: info for key, info in found.items()
+               if key.startswith(inner + "/") and info.get("type") != "directory" and not key.endswith("/")}
+    models = sorted({posixpath.dirname(rel) for rel in objects
+                     if posixpath.basename(rel) in ("saved_model.pb", "saved_model.pbtxt") and "/" in rel}, key=len)
+    folders: list[str] = []
+    for folder in models:  # the outermost SavedModel folder is the entry; what is inside it is its files
+        if not any(folder.startswith(f + "/") for f in folders):
+            folders.append(folder)
+    root = redact(fs.unstrip_protocol(inner))
+    entries = []
+    for folder in folders:
+        members = {rel[len(folder) + 1:]: i for rel, i in objects.items() if rel.startswith(folder + "/")}
+        entries.append(Entry(fs.unstrip_protocol(f"{inner}/{folder}"), root, folder, ObjectInfo.of_folder(members)))
+    for rel, info in objects.items():
+        if not any(rel.startswith(f + "/") for f in folders):
+            entries.append(Entry(fs.unstrip_protocol(f"{inner}/{rel}"), root, rel, ObjectInfo.of(info)))
+    return sorted(entries, key=lambda e: e.rel)
+
+
 # ------------------------------------------------------------------------------------------- versions
 
 
 def installed_versions() -> dict:
-    """What is installed, under the keys of ``Artifact.saved_with`` (read from metadata: no imports but
-    onnx's opset table, and only when asked by an ONNX artifact)."""
+    """What is installed, under the keys of ``Artifact.saved_with`` (read from metadata: no imports; the ONNX
+    levels, asked for by ONNX artifacts only, from onnx's release table: ``versions.onnx_levels``)."""
     from convert.versions import installed
 
     found = {k: installed(k) for k in ("sklearn", "torch", "keras", "tensorflow")}
     if found.get("keras"):
         found["keras_backend"] = os.environ.get("KERAS_BACKEND", "tensorflow")
     return {k: v for k, v in found.items() if v}
-
-
-def _onnx_installed() -> dict:
-    try:
-        import onnx
-    except ImportError:
-        return {}
-    return {"onnx_opset": onnx.defs.onnx_opset_version(), "onnx_ir": onnx.IR_VERSION}
 
 
 def drift(saved_with: dict, installed: dict) -> dict:
@@ -140,37 +181,23 @@ _DRIFT_KEYS = ("sklearn", "torch", "keras", "keras_backend", "tensorflow", "onnx
 # ---------------------------------------------------------------------------------------------- audit
 
 
-def default_jobs() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def default_memory(jobs: int) -> int:
-    """Bytes per worker: 80% of the available memory shared by the workers, between 1 and 8 GiB."""
-    available = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if available is None:
-        return 4 << 30
-    return int(min(8 << 30, max(1 << 30, available * 0.8 / max(jobs, 1))))
-
-
 def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None = None,
           timeout: float = DEFAULT_TIMEOUT, memory: int | None = None, strict: bool = False,
-          progress: Callable[[int, int, object], None] | None = None, journal=None) -> AuditReport:
-    """Audit every artifact under ``paths`` (files or folders). ``memory`` is bytes per file, for all the
-    processes it starts (default: a share of the available memory); ``progress(done, total,
-    row_or_skipped)`` is called as results come; ``journal`` (a path) gets one JSON line per row as it
-    finishes, flushed, so a killed audit leaves every finished row on disk (see ``Journal``)."""
-    from ..checks.report import environment
-    from .pool import Pool
+          progress: Callable[[int, int, object], None] | None = None, journal=None, scheduler: str | None = None,
+          cache=None) -> AuditReport:
+    """Audit every artifact under ``paths`` (files, folders, or store URLs: ``s3://bucket/prefix``, ...).
+    ``memory`` is bytes per file, for all the processes it starts (default: a share of the available
+    memory, where the work runs); ``progress(done, total, row_or_skipped)`` is called as results come;
+    ``journal`` (a path) gets one JSON line per row as it finishes, flushed, so a killed audit leaves every
+    finished row on disk (see ``Journal``).
+
+    ``scheduler``: None for this machine's pool, ``tcp://HOST:PORT`` for a running Dask cluster, ``local:N``
+    for a LocalCluster of N workers (``runners``). ``cache``: a folder for the result cache
+    (``compat.scale.cache``): a row whose artifact (same content hash, or same ETag, size and modification
+    time in a store) was judged by the same versions with the same options is reused, not redone."""
+    from convert.versions import environment, onnx_levels
+
+    from .runners import runner
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -180,7 +207,8 @@ def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None 
         raise BadInputError(f"timeout must be positive, got {timeout}")
     t0 = time.perf_counter()
     jobs = jobs or default_jobs()
-    memory = memory or default_memory(jobs)
+    if not scheduler:
+        memory = memory or default_memory(jobs)
     entries, skipped = walk(paths)
     total = len(entries) + len(skipped)
     done = len(skipped)
@@ -192,33 +220,148 @@ def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None 
     onnx_installed: dict | None = None
     tasks = [{"path": str(e.path), "rel": e.rel, "root": str(e.root), "static": static, "trust": trust}
              for e in entries]
-    options = {"static": static, "trust": trust, "jobs": jobs, "timeout": timeout, "memory_mb": memory >> 20,
-               "strict": strict}
-    with Journal(journal, [str(p) for p in paths], options) as log:
+    roots = [_shown(p) for p in paths]
+    options = {"static": static, "trust": trust, "jobs": jobs, "timeout": timeout,
+               "memory_mb": memory >> 20 if memory else None, "strict": strict}
+    if scheduler:
+        options["scheduler"] = _shown(scheduler)
+    store = _open_cache(cache)
+    with Journal(journal, roots, options) as log, runner(scheduler, jobs=jobs, timeout=timeout,
+                                                         memory=memory) as work:
         for s in skipped:
             log.add(s)
-        with Pool(jobs=min(jobs, max(len(tasks), 1)), timeout=timeout, memory=memory) as pool:
-            for task, result in pool.run(tasks):
-                done += 1
-                if result.get("skip"):
-                    item: object = Skipped(task["rel"], task["root"], result["skip"])
-                    skipped.append(item)
+
+        def emit(task: dict, result: dict) -> None:
+            nonlocal done, onnx_installed
+            done += 1
+            if result.get("skip"):
+                item: object = Skipped(task["rel"], task["root"], result["skip"])
+                skipped.append(item)
+            else:
+                if result.get("format") == "onnx" and onnx_installed is None:
+                    onnx_installed = onnx_levels()
+                item = _row(task, result, dict(installed, **(onnx_installed or {})), static)
+                rows.append(item)
+            log.add(item)
+            if progress:
+                progress(done, total, item)
+
+        todo = tasks
+        if store is not None:
+            from . import task as unit
+
+            now = work.versions(unit.ALL_JUDGES)
+            todo = []
+            for task, identity in zip(tasks, _identities(entries)):
+                task["identity"] = identity
+                hit = store.get("audit", identity, _keyed(static, trust), now) if identity else None
+                if hit is not None and _still_valid(hit, timeout, memory):
+                    emit(task, hit["result"])
                 else:
-                    if result.get("format") == "onnx" and onnx_installed is None:
-                        onnx_installed = _onnx_installed()
-                    item = _row(task, result, dict(installed, **(onnx_installed or {})), static)
-                    rows.append(item)
-                log.add(item)
-                if progress:
-                    progress(done, total, item)
-            workers = pool.stats()
-            confinement = pool.confinement()
+                    todo.append(task)
+        for task, result in work.run(todo):
+            judged = result.pop("judged_by", None)
+            if store is not None:
+                _store(store, task, result, judged, static, trust, timeout, memory)
+            emit(task, result)
+        workers = dict(work.stats(), cached=len(tasks) - len(todo)) if store is not None else work.stats()
+        confinement = work.confinement()
         rows.sort(key=lambda r: (r.root, r.path))
         skipped.sort(key=lambda s: (s.root, s.path))
-        report = AuditReport([str(p) for p in paths], rows, skipped, options, environment(),
-                             time.perf_counter() - t0, workers=workers, confinement=confinement)
+        report = AuditReport(roots, rows, skipped, options, environment(), time.perf_counter() - t0,
+                             workers=workers, confinement=confinement,
+                             cache=store.describe() if store is not None else {})
         log.end(report)
+    if store is not None:
+        store.close()
     return report
+
+
+def _shown(path) -> str:
+    from convert.storage import redact
+
+    return redact(str(path))
+
+
+def _open_cache(folder):
+    if not folder:
+        return None
+    from ..scale.cache import ResultCache
+
+    try:
+        return ResultCache(folder)
+    except (OSError, Exception) as exc:  # noqa: BLE001 -- sqlite3 and filesystem errors alike
+        raise BadInputError(f"cannot use the result cache: {exc}", path=str(folder),
+                            hint="give another folder with --cache, or --no-cache") from None
+
+
+def _keyed(static: bool, trust: bool) -> dict:
+    return {"static": bool(static), "trust": bool(trust)}
+
+
+def _identities(entries: list[Entry]) -> list[str | None]:
+    """What the cache keys each entry by: the store's identity for an object (no read), the content hash of a
+    local file or folder (read here, several files at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..scale.cache import content_digest
+
+    def one(entry: Entry) -> str | None:
+        if entry.info is not None:
+            return entry.info.identity
+        try:
+            return content_digest(entry.path)
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, entries))
+
+
+# step statuses that depend on the limits: a row that hit them is reused only under limits no larger
+_LIMITED = {"timeout": "timeout", "out-of-memory": "memory"}
+
+
+def _statuses(result: dict) -> set:
+    return {o.get("status") for o in (result.get(s) for s in STEPS) if isinstance(o, dict)} | {result.get("lost")}
+
+
+def _still_valid(hit: dict, timeout: float, memory: int | None) -> bool:
+    result, limits = hit.get("result"), hit.get("limits") or {}
+    if not isinstance(result, dict):
+        return False
+    statuses = _statuses(result)
+    if "timeout" in statuses and not timeout <= (limits.get("timeout") or 0):
+        return False
+    return not ("out-of-memory" in statuses and (memory is None or limits.get("memory") is None
+                                                 or memory > limits["memory"]))
+
+
+def _store(store, task: dict, result: dict, judged: dict | None, static: bool, trust: bool, timeout: float,
+           memory: int | None) -> None:
+    """Keep a result for the next run, unless it says nothing lasting (a crashed or lost process, an object
+    that could not be read) or the artifact changed while it was judged."""
+    if not judged or "crashed" in _statuses(result) or result.get("lost") in ("crashed", "unreachable"):
+        return
+    identity = task.get("identity")
+    if result.get("identity"):  # a store object: what the store said when it was opened
+        identity = result["identity"]
+    elif identity and identity.startswith("sha256:") and result.get("sha256"):
+        if identity != "sha256:" + result["sha256"]:
+            return  # the file changed between hashing it here and judging it
+    elif identity:
+        from ..scale.cache import content_digest
+
+        try:
+            if content_digest(task["path"]) != identity:
+                return
+        except OSError:
+            return
+    if not identity:
+        return
+    kept = {k: v for k, v in result.items() if k not in ("identity", "in_process", "fetch_seconds")}
+    store.put("audit", identity, _keyed(static, trust), judged,
+              {"result": kept, "limits": {"timeout": timeout, "memory": memory}})
 
 
 JOURNAL_SCHEMA = "modelport.audit-rows/1"

@@ -48,6 +48,7 @@ SLOT_TIMEOUT = 120.0  # seconds a slot may take to start, fork or reap before it
 MAX_PROTOCOL = 16 << 20  # bytes of result messages one file's process may send
 _ORDER = ("static", "load", "convert", "check")
 _STARTS = 3  # a slot that dies this many times in a row before it is ready: the audit cannot run here
+_END = object()
 
 
 class _Run:
@@ -135,6 +136,7 @@ class _Run:
         if self.lost is None:
             return result
         status, category, reason = self.lost
+        result["lost"] = status  # a lost process: the result cache keeps it only for what the limits decide
         running = self.lost_step or self.running()
         if running == "static":
             result.update(_lost_static(reason))
@@ -309,30 +311,57 @@ class Pool:
                     MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, **{proctree.MARKER: str(self.workdir)})
         return keep
 
-    def run(self, tasks):
+    def run(self, tasks, wake: int | None = None):
         """Yield (task, result) as tasks finish, in completion order. ``result`` merges the child's stage
-        messages, plus ``seconds`` and ``peak_rss_mb``; a lost child's task is completed here."""
-        pending = deque(tasks)
-        while pending or any(s.run is not None or s.next is not None for s in self.slots):
-            busy = sum(s.run is not None or s.next is not None or s.state == "warming" for s in self.slots)
-            while len(self.slots) < min(self.jobs, busy + len(pending)):
-                self._spawn()
-            for slot in self.slots:
-                if slot.state == "idle":
-                    if slot.next is not None:
-                        task, slot.next = slot.next, None
-                        self._fork(slot, task, pending)
-                    elif pending:
-                        self._fork(slot, pending.popleft(), pending)
-            for key, _ in self.sel.select(timeout=POLL):
-                slot, kind = key.data
-                if slot not in self.slots:
-                    continue
-                if kind == "ctl":
-                    yield from self._control(slot, pending)
-                else:
-                    self._data(slot)
-            yield from self._watch(pending)
+        messages, plus ``seconds`` and ``peak_rss_mb``; a lost child's task is completed here.
+
+        ``tasks`` is read as slots come free, so it may be a feed: an item ``None`` means "nothing ready yet,
+        ask again", and ``wake`` (a file descriptor the feeder writes a byte to) ends the wait at once."""
+        pending: deque = deque()
+        source = iter(tasks)
+        more = True
+        if wake is not None:
+            self.sel.register(wake, selectors.EVENT_READ, (None, "wake"))
+        try:
+            while True:
+                busy = sum(s.run is not None or s.next is not None or s.state == "warming" for s in self.slots)
+                while more and len(pending) < self.jobs - busy:
+                    task = next(source, _END)
+                    if task is _END:
+                        more = False
+                    elif task is None:
+                        break
+                    else:
+                        pending.append(task)
+                if not (more or pending or any(s.run is not None or s.next is not None for s in self.slots)):
+                    return
+                while len(self.slots) < min(self.jobs, busy + len(pending)):
+                    self._spawn()
+                for slot in self.slots:
+                    if slot.state == "idle":
+                        if slot.next is not None:
+                            task, slot.next = slot.next, None
+                            self._fork(slot, task, pending)
+                        elif pending:
+                            self._fork(slot, pending.popleft(), pending)
+                for key, _ in self.sel.select(timeout=POLL):
+                    slot, kind = key.data
+                    if kind == "wake":
+                        try:
+                            os.read(wake, 1 << 12)
+                        except BlockingIOError:
+                            pass
+                        continue
+                    if slot not in self.slots:
+                        continue
+                    if kind == "ctl":
+                        yield from self._control(slot, pending)
+                    else:
+                        self._data(slot)
+                yield from self._watch(pending)
+        finally:
+            if wake is not None:
+                self.sel.unregister(wake)
 
     # ------------------------------------------------------------------------------------- slots
 

@@ -126,6 +126,7 @@ class AuditReport:
     schema: str = AUDIT_SCHEMA
     workers: dict = field(default_factory=dict)  # {"processes", "lost", "slots"}: see pool.Pool.stats
     confinement: dict = field(default_factory=dict)  # layer -> {"in_force", "by", "missing"}: confine.summarize
+    cache: dict = field(default_factory=dict)  # {"dir", "hits", "misses", "stale", "stored"} when a cache was used
 
     @property
     def strict(self) -> bool:
@@ -175,7 +176,7 @@ class AuditReport:
         return {"schema": self.schema, "roots": self.roots, "options": self.options, "summary": self.summary,
                 "artifacts": [r.to_dict() for r in self.artifacts], "skipped": [s.to_dict() for s in self.skipped],
                 "environment": self.environment, "seconds": round(self.seconds, 3), "workers": self.workers,
-                "confinement": self.confinement}
+                "confinement": self.confinement, **({"cache": self.cache} if self.cache else {})}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=str) + "\n"

@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 
 from convert import formats
-from convert.adapters.base import warm_modules
 from convert.versions import installed
 
 from .diagnose import classify, disagreement, refusal
@@ -34,8 +33,9 @@ def run_task(task: dict, send) -> None:
     ``done``; or, before loading, ``warm`` (the framework the slot should import first) and ``done``."""
     import convert
     from convert.errors import BadInputError
+    from convert.storage import as_path
 
-    path = Path(task["path"])
+    path = as_path(task["path"])  # a store object is scanned in place (ranged reads): see ``task``
     try:
         artifact = convert.inspect(path)
     except BadInputError as exc:
@@ -178,6 +178,8 @@ def warm_static(folder: Path) -> None:
         convert.inspect(probe)
     finally:
         probe.unlink()
+    from convert.adapters.base import warm_modules
+
     warm_modules({"static": ("convert.scan.keras", "numpy", "h5py")}, "static")  # what scanning an HDF5 file imports
 
 
@@ -215,6 +217,8 @@ def warm_framework(framework: str) -> None:
 
 def _warm_step(framework: str, step: str) -> None:
     if framework == "onnx":
+        from convert.adapters.base import warm_modules
+
         warm_modules(_ONNX_MODULES, step)
     else:
         from convert import adapters

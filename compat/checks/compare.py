@@ -151,6 +151,19 @@ class OutputStats:
                        noise_elements=self.noise_elements, noise_floor_max=_num(self.noise_floor_max))
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "OutputStats":
+        """Back from ``to_dict`` (a cached or remote result)."""
+        tol = d.get("tolerance") or {}
+        return cls(d["name"], d.get("kind", "value"), d.get("total", 0), d.get("mismatched", 0),
+                   d.get("excused_ties", 0), d.get("max_abs_error"), d.get("mean_abs_error"), d.get("max_rel_error"),
+                   d.get("mean_rel_error"), d.get("atol"), d.get("rtol"), d.get("native_dtype", ""),
+                   d.get("onnx_dtype", ""), list(d.get("shape") or []), d.get("worst"), d.get("note"),
+                   tolerance_source=tol.get("source"), noise_elements=tol.get("noise_elements", 0),
+                   noise_floor_max=tol.get("noise_floor_max"), noise_precision=tol.get("noise_precision"),
+                   margin=d.get("margin"), decided_by=d.get("decided_by"), failed_rows=list(d.get("failed_rows") or []),
+                   nan_mismatched=d.get("nan_mismatched", 0))
+
 
 def _num(x):
     if x is None:

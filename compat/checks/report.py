@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import json
-import platform
-import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
+
+from convert.versions import TRACKED, environment  # noqa: F401 -- where reports have always found them
 
 from ..text import fmt
 from .compare import NOISE_DRAWS, NOISE_FACTOR, OutputStats
 
 CHECK_SCHEMA = "modelport.check/1"
-# distributions whose versions a report records when installed (read from metadata: nothing is imported)
-TRACKED = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "onnxscript", "torch", "tensorflow-cpu",
-           "tensorflow", "keras", "tf2onnx", "joblib", "scipy", "pandas", "protobuf")
 
 
-def environment() -> dict:
-    """Python, platform, and the installed release of each tracked distribution under its own name."""
-    from ..console import version
-
-    env = {"python": platform.python_version(), "platform": f"{sys.platform}-{platform.machine()}"}
-    for dist in TRACKED:
-        try:
-            env[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    if version() != "unknown":
-        env["modelport"] = version()
-    return env
 
 
 @dataclass

@@ -9,13 +9,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import common
+
 DESCRIPTION = """\
 Walk files and folders, find every model file (by its bytes, not its name) and report on each: format,
 framework, the library versions that saved it and whether they differ from the installed ones, and a
 safety verdict from a static scan that never runs the file's code. Unless --static, each file the scan
-calls safe is then loaded, converted to ONNX and checked against the original. Every file is read in a
-fresh confined process of its own, with a timeout and a memory cap on all the processes it starts, so a
-crash or a hang costs one row, not the audit, and nothing one file does can change another's row.
+calls safe is then loaded, converted to ONNX and checked against the original, each file in a fresh
+confined process of its own, with a timeout and a memory cap on all the processes it starts, so a crash or
+a hang costs one row, not the audit, and nothing one file does can change another's row. --static runs no
+file's code: it reads the bytes in modelport's own process (in processes forked from it when there are many
+files and CPUs), each file under the same timeout, and a file that stalls or crashes the scan still costs
+one row.
 
 safety verdicts (from the static scan):
   safe        everything loading it would import is on modelport's allowlist for its framework
@@ -31,6 +36,15 @@ steps (unless --static; only for files the scan calls safe, or every file with -
             state dict that needs its model's code; refused; failed; crashed; timeout; out-of-memory)
   convert   convert the loaded model to ONNX in memory (nothing is written)
   check     run both on synthesized rows and compare every output
+
+where the files are and where the work runs:
+  PATH may be a URL fsspec reaches (s3://bucket/prefix, gs://, az://, http(s)://, file://): the static
+  scan reads store objects in place with ranged reads (nothing is downloaded that the scan does not
+  read); a file to load is first copied to a private temporary folder. Credentials come from where the
+  store's library looks (its environment variables, config files, the machine's role); modelport never
+  prints or stores them. --scheduler sends one task per file to a Dask cluster (tcp://HOST:PORT) or to N
+  local Dask workers (local:N); each worker runs files in its own confined processes, as below. Results
+  are cached (--cache): a re-run, or a run resumed after a crash, redoes only what changed.
 
 confinement (each layer is tried; every report says which were in force on this machine):
   a fresh process per file, forked from a worker that never reads a file; a minimal environment (no
@@ -54,6 +68,8 @@ examples:
   modelport audit models/ --static --sarif audit.sarif     # scan only, for a code-scanning dashboard
   modelport audit models/ more/model.pkl --jobs 4 --html audit.html --json audit.json
   modelport audit models/ --strict --junit audit.xml       # CI: fail on anything not proven fine
+  modelport audit s3://models/prod --static --json audit.json          # a bucket, scanned in place
+  modelport audit s3://models/prod --scheduler tcp://dask:8786 --json audit.json   # on a Dask cluster
 """
 
 
@@ -80,8 +96,8 @@ def _positive_float(text: str) -> float:
 def add_parser(subparsers, formatter_class) -> argparse.ArgumentParser:
     p = subparsers.add_parser("audit", help="every model under a folder: safe? loads? converts? agrees?",
                               formatter_class=formatter_class, description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively; symlinks are "
-                   "not followed)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or store URLs such as s3://bucket/prefix "
+                   "(searched recursively; symlinks are not followed)")
     out = p.add_argument_group("reports (written atomically; the table goes to stdout in any case)")
     out.add_argument("--json", metavar="FILE", help="everything, as JSON (schema modelport.audit/1); while the "
                      "audit runs, each finished row is also appended to FILE's .jsonl sibling (audit.json -> "
@@ -103,6 +119,12 @@ def add_parser(subparsers, formatter_class) -> argparse.ArgumentParser:
     how.add_argument("--memory", type=_positive_int, metavar="MB", help="memory cap per file in MB, for all the "
                      "processes it starts together; also the largest file they may write (default: a share of the "
                      "available memory, between 1 and 8 GB)")
+    how.add_argument("--scheduler", metavar="ADDRESS", help="run on Dask: tcp://HOST:PORT for a running cluster, "
+                     "local:N to start N local workers (default: this machine's pool of --jobs processes)")
+    how.add_argument("--cache", metavar="DIR", help="keep each result, keyed by the file's content hash (a store "
+                     "object's ETag, size and date) and the versions that judged it, and reuse what is still valid "
+                     "(default: modelport/ in the user's cache folder, e.g. ~/.cache/modelport)")
+    how.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
     how.add_argument("--strict", action="store_true", help="exit 1 also for suspicious files and for any failed "
                      "load, convert or check")
     how.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table: the summary lines only")
@@ -117,8 +139,13 @@ def _check_outputs(args) -> list[tuple[str, str]]:
     from convert.atomic import check_writable
     from convert.errors import BadInputError
 
+    from convert.storage import is_url
+
     wanted = [(kind, getattr(args, kind)) for kind in ("json", "html", "sarif", "junit") if getattr(args, kind)]
     for kind, path in wanted:
+        if is_url(path):
+            raise BadInputError(f"--{kind} is written on this machine (rows are appended as they finish)",
+                                path=path, hint="give a local path; copy the report to the store afterwards")
         target = Path(path)
         if target.is_dir():
             raise BadInputError(f"--{kind} names a directory, not a file", path=target)
@@ -145,12 +172,17 @@ def run(args) -> int:
     from ..console import console
 
     wanted = _check_outputs(args)
+    if args.scheduler:
+        from ..scale.cluster import parse
+
+        parse(args.scheduler)  # a malformed address is bad input before any work
     out = console()
     with progress_bar(enabled=False if args.quiet else None) as progress:
         report = audit(args.paths, static=args.static, trust=args.trust, jobs=args.jobs,
                        timeout=args.timeout or DEFAULT_TIMEOUT,
                        memory=args.memory << 20 if args.memory else None, strict=args.strict, progress=progress,
-                       journal=journal_path(args.json) if args.json else None)
+                       journal=journal_path(args.json) if args.json else None, scheduler=args.scheduler,
+                       cache=common.cache_dir(args))
     if args.quiet:
         for line in summary_lines(report):
             out.print(line, markup=False, highlight=False)

@@ -160,6 +160,51 @@ def check_outputs(*paths: str | None) -> None:
             check_writable(path)
 
 
+def cache_dir(args):
+    """The result cache's folder (``--cache``, else the default one in the user's cache folder); None with
+    ``--no-cache``."""
+    if args.no_cache:
+        return None
+    if args.cache:
+        return args.cache
+    from ..scale.cache import default_dir
+
+    return default_dir()
+
+
+class Staged:
+    """An output as a command writes it (``local``, a path or None for the default) and where it ends up
+    (``final``): ``publish(written)`` uploads a file written for a store URL and says where it went."""
+
+    def __init__(self, local, final):
+        self.local, self.final = local, final
+
+    def publish(self, written):
+        from convert.storage import is_remote, put
+
+        if self.final is not None and is_remote(self.final):
+            return put(Path(written), str(self.final))
+        return written
+
+
+def staged_output(url: str):
+    """A private local file to write an output meant for a store URL, uploaded by ``Staged.publish``."""
+    import shutil
+    from contextlib import contextmanager
+
+    from convert.storage import private_folder
+
+    @contextmanager
+    def stage():
+        folder = private_folder("modelport-out-")
+        try:
+            yield Staged(folder / url.rstrip("/").rsplit("/", 1)[-1], url)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return stage()
+
+
 def write_json(text: str, path: str | None) -> None:
     """Write a JSON report to ``path`` (when given), atomically."""
     if path:

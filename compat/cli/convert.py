@@ -14,9 +14,11 @@ def add_parser(sub, formatter):
         epilog="examples:\n  modelport convert model.joblib\n  modelport convert model.joblib -o deploy/model.onnx "
                "--inputs holdout.csv --report check.json\n  modelport convert model.pkl --trust   "
                "# a pickle whose scan is not safe, from someone you trust")
-    p.add_argument("path", metavar="PATH", help="the native model file")
+    p.add_argument("path", metavar="PATH", help="the native model file (or a URL: s3://, gs://, az://, http(s)://; "
+                   "copied to a private temporary folder to load it)")
     p.add_argument("-o", "--output", metavar="OUT.onnx", help="where to write (default: beside PATH, suffix .onnx; "
-                   "the default never replaces an ONNX file converted from another file, or not by modelport)")
+                   "the default never replaces an ONNX file converted from another file, or not by modelport); a store "
+                   "URL is written in one upload once the model passed")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the newest the converter supports)")
     p.add_argument("--no-check", action="store_true", help="write without checking (not recommended)")
     p.add_argument("--keep-failed", action="store_true", help="write the model even when the check fails")
@@ -29,28 +31,49 @@ def add_parser(sub, formatter):
 
 
 def run(args) -> int:
-    return common.reporting(args, lambda: _run(args), args.path, args.output)
+    return common.reporting(args, lambda: _staged(args), args.path, args.output)
 
 
-def _run(args) -> int:
+def _staged(args) -> int:
+    """Load from a private copy of a store object; an output meant for a store is written locally, then uploaded."""
+    from convert.storage import check_writable, is_remote, local_copy, with_suffix
+
+    target = args.output or (with_suffix(args.path, ".onnx") if is_remote(args.path) else None)
+    if target is not None and is_remote(target):
+        check_writable(str(target))
+        with local_copy(args.path) as local, common.staged_output(target) as staged:
+            return _run(args, local, staged)
+    with local_copy(args.path) as local:
+        return _run(args, local, common.Staged(target, target))
+
+
+def _run(args, local, target: "common.Staged") -> int:
     import compat
     import convert
+    from convert.storage import is_remote, redact
 
     from ..checks.report import junit_suites, render_text
 
-    common.check_outputs(args.output, args.report, args.junit)
+    common.check_outputs(None if is_remote(target.final) else args.output, args.report, args.junit)
     out = console()
-    loaded = convert.load(args.path, common.hints(args))
+    loaded = convert.load(local, common.hints(args))
     from rich.markup import escape
 
-    out.print(f"loaded {escape(args.path)}: {escape(loaded.facts.get('estimator') or loaded.adapter)} "
+    out.print(f"loaded {escape(redact(args.path))}: {escape(loaded.facts.get('estimator') or loaded.adapter)} "
                   f"[dim]({escape(loaded.signature.describe())})[/]" + common.migrated_mark(loaded))
-    result = compat.convert(loaded, args.output, opset=args.opset, inputs=args.inputs, rows=args.rows, seed=args.seed,
-                            rtol=args.rtol, atol=args.atol, tolerances=common.tolerances(args), check=not args.no_check,
-                            keep_failed=args.keep_failed, batch_size=args.batch_size)
+    result = compat.convert(loaded, target.local, opset=args.opset, inputs=args.inputs, rows=args.rows,
+                            seed=args.seed, rtol=args.rtol, atol=args.atol, tolerances=common.tolerances(args),
+                            check=not args.no_check, keep_failed=args.keep_failed, batch_size=args.batch_size)
+    if result.report is not None:  # name what the user gave, not the private copies
+        if is_remote(args.path):
+            result.report.native = redact(args.path)
+        if target.final is not None and is_remote(target.final):
+            result.report.onnx = redact(str(target.final))
+    if result.output:
+        result.output = target.publish(result.output)
     if result.report is None:
         out.print(f"wrote {result.output} [yellow](not checked: --no-check)[/]")
-        common.write_unchecked_report(args.report, args.path, str(result.output), result.attempts)
+        common.write_unchecked_report(args.report, redact(args.path), str(result.output), result.attempts)
         return common.EXIT_OK
     render_text(result.report, out)
     common.write_json(result.report.to_json(), args.report)

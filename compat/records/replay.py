@@ -51,6 +51,11 @@ class Comparison:
         return {"name": self.name, "passed": self.passed, "note": self.note, "drift": self.drift,
                 "outputs": [o.to_dict() for o in self.outputs]}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Comparison":
+        return cls(d["name"], [OutputStats.from_dict(o) for o in d.get("outputs", [])], d.get("note"),
+                   list(d.get("drift") or []))
+
 
 @dataclass
 class VerifyReport:
@@ -75,6 +80,14 @@ class VerifyReport:
                 "reason": self.reason, "model": self.model, "rows": self.rows, "versions": self.versions,
                 "comparisons": [c.to_dict() for c in self.comparisons], "seconds": round(self.seconds, 3),
                 "environment": self.environment}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VerifyReport":
+        """Back from ``to_dict`` (a replay that ran on a Dask worker, or came from the result cache)."""
+        return cls(d["record"], d.get("verdict", "fail"), d.get("status", "ok"), d.get("reason"),
+                   [Comparison.from_dict(c) for c in d.get("comparisons", [])], dict(d.get("versions") or {}),
+                   d.get("model", ""), int(d.get("rows", 0)), float(d.get("seconds", 0.0)),
+                   dict(d.get("environment") or {}), d.get("schema", VERIFY_SCHEMA))
 
 
 def version_changes(then: dict, now: dict) -> dict:

@@ -11,10 +11,21 @@ The verdict is fail-closed: what cannot be read to its end is ``unknown``, never
 from __future__ import annotations
 
 from .containers import probe, risky_member_names, scan_bytes, scan_crlf_restored, scan_file, scan_stream
-from .keras import scan_keras, scan_keras_config
 from .policy import RULE, classify_global, is_allowed
 from .rawzip import ZIP_ERRORS
-from .savedmodel import scan_savedmodel
+
+# the scans of Keras files and SavedModels, imported when first asked for: a scan of pickles needs neither
+_LAZY = {"scan_keras": ".keras", "scan_keras_config": ".keras", "scan_savedmodel": ".savedmodel"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'convert.scan' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = ["RULE", "ZIP_ERRORS", "classify_global", "is_allowed", "probe", "risky_member_names", "scan_bytes",
            "scan_crlf_restored", "scan_file", "scan_keras", "scan_keras_config", "scan_savedmodel", "scan_stream"]

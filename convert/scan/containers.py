@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..findings import Finding, GlobalRef, PickleScan, worst
 from .. import formats
+from ..storage import as_path
 from ..magic import TORCH_MAGIC, compression as sniff_compression
 from ..magic import container as container_of_head
 from ..magic import NPY_HEADER_MAX, NPY_MAGIC, descr_has_object, is_proto_pickle, may_start_pickle, parse_npy_header
@@ -377,10 +378,11 @@ def scan_stream(fileobj) -> PickleScan:
 
 def scan_crlf_restored(path) -> PickleScan:
     """Scan a pickle file as it was before a LF -> CRLF conversion (to tell that conversion is what broke it)."""
+    path = as_path(path)
     out = Collector()
 
     def run():
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             scan_streams(out, Source(CRLFRestored(fh)))
 
     _guarded(out, run)
@@ -416,9 +418,9 @@ def _acted(out: Collector) -> bool:
 def scan_file(path, detection=None) -> PickleScan:
     """Scan every pickle a file would unpickle. ``detection`` (from ``detect``) says how to walk it; without it,
     the file's first bytes do (``magic.container``)."""
-    path = Path(path)
+    path = as_path(path)
     if detection is None:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             kind = container_of_head(fh.read(64))
         fmt = None
     else:
@@ -431,7 +433,7 @@ def scan_file(path, detection=None) -> PickleScan:
     out = Collector(context="torchscript" if fmt == "torchscript" else "")
 
     def run():
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             _dispatch(out, fh, path.stat().st_size, kind)
 
     _guarded(out, run)
@@ -495,7 +497,7 @@ def _scan_companions(out: Collector, path: Path) -> None:
         if not companion.is_file():
             out.finding("unknown", f"joblib companion file {name} is missing; not scanned")
             continue
-        with open(companion, "rb") as fh:
+        with companion.open("rb") as fh:
             if fh.read(6) == b"\x93NUMPY":  # ZF companions (joblib 0.9 compressed) hold raw array bytes
                 fh.seek(0)
                 _guarded(out, lambda: _scan_npy(out, fh, companion.stat().st_size, name))  # noqa: B023

@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from ..findings import Finding, worst
+from ..storage import as_path, readable
 
 CONFIG_MAX = 64 << 20  # largest config.json / metadata.json read
 MAX_NODES = 2_000_000  # config nodes walked before giving up (fail closed: "unknown")
@@ -45,7 +46,7 @@ SPECIAL = frozenset({"__keras_tensor__", "__tuple__", "__numpy__", "__bytes__", 
 
 def scan_keras(path, fmt: str) -> tuple[str, list[Finding], dict]:
     """Scan a Keras v3 zip (``fmt="keras"``) or a legacy HDF5 file (``"keras-h5"``/``"hdf5"``)."""
-    path = Path(path)
+    path = as_path(path)
     facts: dict = {"format": fmt}
     config, error = (_zip_config if fmt == "keras" else _h5_config)(path, facts)
     if error:
@@ -76,7 +77,7 @@ def _severity_first(finding: Finding):
 
 def _zip_config(path: Path, facts: dict):
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(readable(path)) as zf:
             names = set(zf.namelist())
             if "metadata.json" in names:
                 meta = _json(zf.open("metadata.json").read(CONFIG_MAX))
@@ -101,7 +102,7 @@ def _h5_config(path: Path, facts: dict):
     except ImportError:
         return None, "h5py is not installed (pip install h5py)"
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(readable(path), "r") as f:
             attrs = {k: f.attrs[k] for k in ("model_config", "keras_version", "backend") if k in f.attrs}
             facts["weights"] = "model_weights" in f or "layer_names" in f.attrs
     except (OSError, ValueError) as exc:

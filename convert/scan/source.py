@@ -41,7 +41,7 @@ class Source:
     """A forward-only buffered reader. The machine borrows ``buf``/``pos`` for its hot loop and hands
     them back before anything else reads."""
 
-    __slots__ = ("f", "buf", "pos", "base", "eof", "size", "fence", "_scratch", "_padded", "_padded_for")
+    __slots__ = ("f", "buf", "pos", "base", "eof", "size", "fence", "_scratch", "_padded", "_padded_for", "_taken")
 
     def __init__(self, f, size: int | None = None):
         self.f = f
@@ -53,6 +53,7 @@ class Source:
         self.fence = -1  # file offset where the current pickle FRAME ends (-1: none open)
         self._scratch = None
         self._padded = self._padded_for = None
+        self._taken = 0  # bytes read from ``f`` so far
 
     def borrow(self):
         """(buffer, pos, base, n, lim) for the machine's loop. At the end of the data the buffer is padded,
@@ -77,10 +78,14 @@ class Source:
         return src
 
     def _read(self, n: int) -> bytes:
+        if self.size is not None:  # ask for no more than is left (and one byte to see the end): a request for a
+            n = min(n, max(self.size - self._taken, 0) + 1)  # megabyte costs a megabyte's allocation
         try:
-            return self.f.read(n)
+            data = self.f.read(n)
         except Exception as exc:  # decompressors and zip members report corrupt data in many ways
             raise Corrupt(f"unreadable data near byte {self.base + len(self.buf)}: {exc}") from None
+        self._taken += len(data)
+        return data
 
     def fill(self, need: int) -> None:
         """Make ``need`` bytes available from ``pos`` (fewer only at the end of the data)."""
@@ -153,6 +158,7 @@ class Source:
             except Exception as exc:
                 raise Corrupt(f"cannot skip {n} bytes at byte {start}: {exc}", start) from None
             self.base += n
+            self._taken += n
             return
         if self.eof:
             raise Truncated(f"ends inside a block of {n + have} bytes that starts at byte {start}", start)
@@ -170,6 +176,7 @@ class Source:
                 raise Truncated(f"ends inside a block of {n + have} bytes that starts at byte {start}", start)
             n -= got
             self.base += got
+            self._taken += got
 
     def line(self) -> bytes | None:
         """Bytes through the next newline; None when the line is longer than LINE_MAX (it is skipped)."""

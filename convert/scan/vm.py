@@ -55,7 +55,7 @@ _IDENT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z
 
 _HEX = re.compile(rb"(?:[0-9a-fA-F]{2})+\Z")
 
-_B64 = re.compile(rb"[A-Za-z0-9+/_\-\s]+={0,2}\s*\Z")
+_B64 = re.compile(rb"[A-Za-z0-9+/_\-\s]+")  # the body of a base64 text; up to two "=" may follow (``_base64_text``)
 
 # keys whose values the scan reads (joblib array wrappers, sklearn's version stamp): always kept
 _TEXT_OPS = frozenset(b"ciILFSVgpP")  # GLOBAL INST INT LONG FLOAT STRING UNICODE GET PUT PERSID
@@ -262,6 +262,14 @@ class Machine:
                         mlen += 1
                     else:
                         mlen, mfree = self._put(memo, mlen, mfree, mlen, stack[-1])
+                elif op == 0x68:  # BINGET
+                    k = buf[pos]
+                    pos += 1
+                    v = memo.get(k, _EVICTED)
+                    push(v if v is not _EVICTED else self._miss(mlen, k))
+                elif op == 0x4B:  # BININT1
+                    push(buf[pos])
+                    pos += 1
                 elif op == 0x8C:  # SHORT_BINUNICODE
                     k = buf[pos]
                     e = pos + 1 + k
@@ -282,17 +290,10 @@ class Machine:
                             ring[mlen & 15] = (mlen, s)
                         mlen += 1
                         pos = e + 1
-                elif op == 0x68:  # BINGET
-                    k = buf[pos]
-                    pos += 1
-                    v = memo.get(k, _EVICTED)
-                    push(v if v is not _EVICTED else self._miss(mlen, k))
-                elif op == 0x4B:  # BININT1
-                    push(buf[pos])
-                    pos += 1
-                elif op == 0x47:  # BINFLOAT
-                    push(F8(buf, pos)[0])
-                    pos += 8
+                elif op == 0x28:  # MARK
+                    metastack.append(stack)
+                    stack = []
+                    push = stack.append
                 elif op == 0x71:  # BINPUT
                     k = buf[pos]
                     pos += 1
@@ -305,65 +306,16 @@ class Machine:
                     else:
                         mlen, mfree = self._put(memo, mlen, mfree, k, stack[-1])
                         contig = self.mkeys is None
-                elif op == 0x28:  # MARK
-                    metastack.append(stack)
-                    stack = []
-                    push = stack.append
-                elif op == 0x65:  # APPENDS
-                    items = stack
-                    stack = metastack.pop()
-                    push = stack.append
-                    t = stack[-1]
-                    if type(t) is list and len(t) < LIST_CAP:
-                        t.extend(items[:LIST_CAP - len(t)])
-                elif op == 0x75:  # SETITEMS
-                    items = stack
-                    stack = metastack.pop()
-                    push = stack.append
-                    if len(items) & 1:
-                        raise Corrupt(f"odd number of items for SETITEMS at byte {base + pos - 1}", base + pos)
-                    t = stack[-1]
-                    if type(t) is dict:
-                        _setitems(t, items)
-                elif op == 0x7D:  # EMPTY_DICT
-                    push({})
-                elif op == 0x5D:  # EMPTY_LIST
-                    push([])
-                elif op == 0x86:  # TUPLE2
-                    v = stack.pop()
-                    stack[-1] = (stack[-1], v)
+                elif op == 0x52:  # REDUCE
+                    args = stack.pop()
+                    func = stack[-1]
+                    out.calls += 1
+                    if type(func) is _Ref and func.kind:
+                        stack[-1] = self._call(func, args)
+                    else:
+                        stack[-1] = _RESULT
                 elif op == 0x85:  # TUPLE1
                     stack[-1] = (stack[-1],)
-                elif op == 0x87:  # TUPLE3
-                    v = stack.pop()
-                    w = stack.pop()
-                    stack[-1] = (stack[-1], w, v)
-                elif op == 0x4E:  # NONE
-                    push(None)
-                elif op == 0x4A:  # BININT
-                    push(I4(buf, pos)[0])
-                    pos += 4
-                elif op == 0x88:  # NEWTRUE
-                    push(True)
-                elif op == 0x89:  # NEWFALSE
-                    push(False)
-                elif op == 0x4D:  # BININT2
-                    push(buf[pos] | (buf[pos + 1] << 8))
-                    pos += 2
-                elif op == 0x29:  # EMPTY_TUPLE
-                    push(())
-                elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
-                    k = buf[pos]
-                    e = pos + 1 + k
-                    if e > n:
-                        raise Truncated(f"ends inside a string at byte {base + pos}", base + pos)
-                    v = buf[pos + 1:e]
-                    pos = e
-                    if op == 0x55:
-                        v = v.decode("latin-1")
-                    if k >= NEST_MIN:
-                        self._consider(v, base + pos)
-                    push(v)
                 elif op == 0x62:  # BUILD
                     state = stack.pop()
                     inst = stack[-1]
@@ -392,42 +344,61 @@ class Machine:
                     elif t is _Ref:
                         self._note("suspicious", f"BUILD sets attributes on the imported {qual(inst)} itself",
                                    base + pos)
-                elif op == 0x52:  # REDUCE
-                    args = stack.pop()
-                    func = stack[-1]
-                    out.calls += 1
-                    if type(func) is _Ref and func.kind:
-                        stack[-1] = self._call(func, args)
-                    else:
-                        stack[-1] = _RESULT
-                elif op == 0x61:  # APPEND
+                elif op == 0x4E:  # NONE
+                    push(None)
+                elif op == 0x87:  # TUPLE3
                     v = stack.pop()
+                    w = stack.pop()
+                    stack[-1] = (stack[-1], w, v)
+                elif op == 0x74 or op == 0x6C or op == 0x64 or op == 0x91:  # TUPLE, LIST, DICT, FROZENSET
+                    items = stack
+                    stack = metastack.pop()
+                    push = stack.append
+                    if op == 0x74:
+                        push(tuple(items))
+                    elif op == 0x6C:
+                        push(items[:LIST_CAP])
+                    elif op == 0x64:
+                        if len(items) & 1:
+                            raise Corrupt(f"odd number of items for DICT at byte {base + pos - 1}", base + pos)
+                        d = {}
+                        _setitems(d, items)
+                        push(d)
+                    else:
+                        push(_OPAQUE)
+                elif op == 0x89:  # NEWFALSE
+                    push(False)
+                elif op == 0x47:  # BINFLOAT
+                    push(F8(buf, pos)[0])
+                    pos += 8
+                elif op == 0x7D:  # EMPTY_DICT
+                    push({})
+                elif op == 0x43 or op == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
+                    k = buf[pos]
+                    e = pos + 1 + k
+                    if e > n:
+                        raise Truncated(f"ends inside a string at byte {base + pos}", base + pos)
+                    v = buf[pos + 1:e]
+                    pos = e
+                    if op == 0x55:
+                        v = v.decode("latin-1")
+                    if k >= NEST_MIN:
+                        self._consider(v, base + pos)
+                    push(v)
+                elif op == 0x29:  # EMPTY_TUPLE
+                    push(())
+                elif op == 0x75:  # SETITEMS
+                    items = stack
+                    stack = metastack.pop()
+                    push = stack.append
+                    if len(items) & 1:
+                        raise Corrupt(f"odd number of items for SETITEMS at byte {base + pos - 1}", base + pos)
                     t = stack[-1]
-                    if type(t) is list and len(t) < LIST_CAP:
-                        t.append(v)
-                elif op == 0x73:  # SETITEM
+                    if type(t) is dict:
+                        _setitems(t, items)
+                elif op == 0x86:  # TUPLE2
                     v = stack.pop()
-                    k = stack.pop()
-                    t = stack[-1]
-                    if type(t) is dict and type(k) is str and (len(t) < DICT_CAP or k in _KEEP_KEYS):
-                        t[k] = v
-                elif op == 0x93:  # STACK_GLOBAL
-                    name = stack.pop()
-                    module = stack[-1]
-                    if type(name) is str and type(module) is str:
-                        if mfree <= 0:
-                            self._promote(memo, module, name)
-                        stack[-1] = self._global(module, name, base + pos - 1)
-                    else:
-                        stack[-1] = self._dynamic(module, name, base + pos - 1)
-                elif op == 0x81:  # NEWOBJ
-                    args = stack.pop()
-                    cls = stack[-1]
-                    out.calls += 1
-                    if type(cls) is _Ref and cls.kind == "partial":
-                        stack[-1] = self._call(cls, args)
-                    else:
-                        stack[-1] = _new(cls)
+                    stack[-1] = (stack[-1], v)
                 elif op == 0x58 or op == 0x42:  # BINUNICODE, BINBYTES
                     k = U4(buf, pos)[0]
                     pos += 4
@@ -444,6 +415,51 @@ class Machine:
                         if k >= NEST_MIN:
                             self._consider(v, base + pos)
                     push(v)
+                elif op == 0x93:  # STACK_GLOBAL
+                    name = stack.pop()
+                    module = stack[-1]
+                    if type(name) is str and type(module) is str:
+                        if mfree <= 0:
+                            self._promote(memo, module, name)
+                        stack[-1] = self._global(module, name, base + pos - 1)
+                    else:
+                        stack[-1] = self._dynamic(module, name, base + pos - 1)
+                elif op == 0x4A:  # BININT
+                    push(I4(buf, pos)[0])
+                    pos += 4
+                elif op == 0x88:  # NEWTRUE
+                    push(True)
+                elif op == 0x81:  # NEWOBJ
+                    args = stack.pop()
+                    cls = stack[-1]
+                    out.calls += 1
+                    if type(cls) is _Ref and cls.kind == "partial":
+                        stack[-1] = self._call(cls, args)
+                    else:
+                        stack[-1] = _new(cls)
+                elif op == 0x65:  # APPENDS
+                    items = stack
+                    stack = metastack.pop()
+                    push = stack.append
+                    t = stack[-1]
+                    if type(t) is list and len(t) < LIST_CAP:
+                        t.extend(items[:LIST_CAP - len(t)])
+                elif op == 0x5D:  # EMPTY_LIST
+                    push([])
+                elif op == 0x4D:  # BININT2
+                    push(buf[pos] | (buf[pos + 1] << 8))
+                    pos += 2
+                elif op == 0x61:  # APPEND
+                    v = stack.pop()
+                    t = stack[-1]
+                    if type(t) is list and len(t) < LIST_CAP:
+                        t.append(v)
+                elif op == 0x73:  # SETITEM
+                    v = stack.pop()
+                    k = stack.pop()
+                    t = stack[-1]
+                    if type(t) is dict and type(k) is str and (len(t) < DICT_CAP or k in _KEEP_KEYS):
+                        t[k] = v
                 elif op == 0x8D or op == 0x8E or op == 0x96:  # BINUNICODE8, BINBYTES8, BYTEARRAY8
                     k = U8(buf, pos)[0]
                     pos += 8
@@ -498,22 +514,6 @@ class Machine:
                     push = stack.append
                 elif op == 0x32:  # DUP
                     push(stack[-1])
-                elif op == 0x74 or op == 0x6C or op == 0x64 or op == 0x91:  # TUPLE, LIST, DICT, FROZENSET
-                    items = stack
-                    stack = metastack.pop()
-                    push = stack.append
-                    if op == 0x74:
-                        push(tuple(items))
-                    elif op == 0x6C:
-                        push(items[:LIST_CAP])
-                    elif op == 0x64:
-                        if len(items) & 1:
-                            raise Corrupt(f"odd number of items for DICT at byte {base + pos - 1}", base + pos)
-                        d = {}
-                        _setitems(d, items)
-                        push(d)
-                    else:
-                        push(_OPAQUE)
                 elif op == 0x8F:  # EMPTY_SET
                     push(_OPAQUE)
                 elif op == 0x90:  # ADDITEMS
@@ -907,9 +907,10 @@ class Machine:
         """What a plain ``pickle.load`` makes of the ``region`` bytes joblib reads as array data: it parses
         them as opcodes. Imports reached that way are recorded, until that reading lands back on an opcode
         boundary of joblib's reading (from there both see the same opcodes, scanned anyway) or fails."""
-        window = src.peek(min(region, PROBE_WINDOW) + PROBE_TAIL)
-        if not window or window[0] not in OPCODES:
+        first = src.peek(1)
+        if not first or first[0] not in OPCODES:
             return  # the usual case: joblib >= 1.2 puts a padding-length byte (1..16) first
+        window = src.peek(min(region, PROBE_WINDOW) + PROBE_TAIL)
         label = f"{self.label} (joblib array bytes read as opcodes)"
         left = None if src.size is None else src.size - src.offset()
         joblib_ops = None
@@ -1036,7 +1037,7 @@ def _decodings(data: bytes):
                 yield "hex", binascii.unhexlify(stripped)
             except (binascii.Error, ValueError):
                 pass
-        elif _B64.match(stripped):
+        elif _base64_text(stripped):
             try:
                 decoded = base64.b64decode(stripped, altchars=b"-_" if b"-" in stripped or b"_" in stripped
                                            else None, validate=False)
@@ -1044,6 +1045,14 @@ def _decodings(data: bytes):
                 decoded = b""
             if decoded:
                 yield "base64", decoded
+
+
+def _base64_text(stripped: bytes) -> bool:
+    """Base64 letters and whitespace, then at most two "=" (``stripped`` has no whitespace at either end). One
+    pass: the single pattern with a trailing ``={0,2}\\s*`` backtracks quadratically over a long run of
+    whitespace, minutes for a constant of a few hundred kilobytes."""
+    body = stripped.rstrip(b"=")
+    return len(stripped) - len(body) <= 2 and _B64.fullmatch(body) is not None
 
 
 def _element_count(shape) -> int | None:

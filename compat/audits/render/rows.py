@@ -106,8 +106,18 @@ def summary_lines(report: AuditReport) -> list[str]:
     tail = [f"{s['skipped']} file(s) skipped" + (f" ({count_text(s['skipped_by_reason'])})" if s["skipped"] else "")]
     if s["drifted"]:
         tail.append(f"{s['drifted']} saved with another library release than the installed one")
-    tail.append(f"{report.seconds:.1f} s with {report.options.get('jobs', '?')} job(s)")
+    if report.options.get("scheduler"):
+        workers = report.workers.get("dask_workers")
+        tail.append(f"{report.seconds:.1f} s on Dask {report.options['scheduler']}"
+                    + (f" ({workers} worker(s))" if workers else ""))
+    else:
+        tail.append(f"{report.seconds:.1f} s with {report.options.get('jobs', '?')} job(s)")
     lines.append(" · ".join(tail))
+    if report.cache:
+        c = report.cache
+        lines.append(f"result cache: {c.get('hits', 0)} reused, {c.get('stored', 0)} stored"
+                     + (f", {c['stale']} judged by other versions and redone" if c.get("stale") else "")
+                     + f" ({c.get('dir', '')})")
     if report.confinement:
         lines.append(confinement_line(report.confinement))
     return lines

@@ -393,7 +393,7 @@ def test_every_report_names_the_layers_in_force(tmp_path):
     machine allows a network namespace (checked here with unshare(1)), the network layer is in force."""
     (tmp_path / "m").mkdir()
     (tmp_path / "m/config.pkl").write_bytes(pickle.dumps({"threshold": 0.5}))
-    report = audit([tmp_path / "m"], static=True, jobs=1)
+    report = audit([tmp_path / "m"], jobs=1)  # loaded: its process is confined (a static audit runs no file)
     assert list(report.confinement) == list(LAYERS)
     for layer, c in report.confinement.items():
         assert c["in_force"] == bool(c["by"]), (layer, c)
@@ -455,7 +455,7 @@ def test_folders_left_by_a_dead_audit_are_swept(tmp_path, monkeypatch):
     running.mkdir()
     (tmp_path / "m").mkdir()
     (tmp_path / "m/config.pkl").write_bytes(pickle.dumps({"threshold": 0.5}))
-    audit([tmp_path / "m"], static=True, jobs=1)
+    audit([tmp_path / "m"], jobs=1)
     assert not stale.exists() and running.exists()
 
 

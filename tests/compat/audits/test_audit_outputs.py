@@ -213,10 +213,17 @@ def test_html_is_one_self_contained_page(static_report):
     assert [t for t, _ in parsed.tags].count("details") >= len(static_report.artifacts)
     assert [t for t, _ in parsed.tags].count("svg") == 3
     assert {a["data-type"] for t, a in parsed.tags if t == "th" and "data-type" in a} == {"text", "num"}
-    # which confinement layers held for the files' processes: one line each, in force or not
-    held = sum(c["in_force"] for c in static_report.confinement.values())
-    assert f"Confinement ({held} of {len(static_report.confinement)} layers in force)" in page
-    assert all(f"<td>{layer}</td>" in page for layer in static_report.confinement)
+    # a static audit runs no file's code: nothing was confined, and the page has no confinement section
+    assert static_report.confinement == {} and "Confinement (" not in page
+
+
+def test_html_names_the_confinement_layers_of_a_full_run(dynamic_report):
+    """Which confinement layers held for the files' processes: one line each, in force or not."""
+    page = html_view.to_html(dynamic_report)
+    held = sum(c["in_force"] for c in dynamic_report.confinement.values())
+    assert dynamic_report.confinement
+    assert f"Confinement ({held} of {len(dynamic_report.confinement)} layers in force)" in page
+    assert all(f"<td>{layer}</td>" in page for layer in dynamic_report.confinement)
 
 
 def test_html_escapes_what_comes_from_files(static_report):

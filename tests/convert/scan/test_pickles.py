@@ -237,6 +237,28 @@ def test_nested_pickle_in_a_constant(canary, encoding):
     assert unsafe and all("nested pickle" in f.where for f in unsafe)
     assert scan.metadata["nested_pickles"] == 1
 
+def test_base64_with_padding_and_whitespace_is_still_followed(canary):
+    """Wrapped base64 (newlines inside, "=" padding at the end) still decodes to the payload it hides."""
+    inner = pickle.dumps(canary.payload(), 2)
+    inner += b"." * (len(inner) % 3 == 0)  # a length that needs padding (bytes after STOP: never read)
+    wrapped = base64.encodebytes(inner)  # a newline every 76 characters
+    assert wrapped.rstrip().endswith(b"=") and b"\n" in wrapped.strip()
+    scan = scan_bytes(pickle.dumps({"state": wrapped}, 4))
+    assert scan.verdict == "unsafe" and scan.metadata["nested_pickles"] == 1
+
+
+def test_a_constant_of_whitespace_does_not_stall_the_scan():
+    """A long run of spaces inside a constant that looks like base64 text: the test for base64 is linear (a
+    pattern ending in ``={0,2}\\s*`` backtracks quadratically there: minutes for this one, hours at 1 MB)."""
+    import time
+
+    blob = b"A" + b" " * 300_000 + b"!"
+    t0 = time.perf_counter()
+    scan = scan_bytes(pickle.dumps({"state": blob}, 4))
+    assert time.perf_counter() - t0 < 20
+    assert scan.verdict == "safe"
+
+
 
 def test_long_nested_pickle_is_streamed_not_held(canary):
     """A constant longer than the scanner holds in memory is scanned as it streams past."""
