@@ -32,7 +32,7 @@ from convert.errors import BadInputError
 from convert.storage import as_path, is_remote
 from convert.versions import compare
 
-from .limits import default_jobs, default_memory
+from .sandbox.limits import default_jobs, default_memory
 from .report import DEFAULT_TIMEOUT, STEPS, AuditReport, AuditRow, Outcome, Skipped
 
 # ---------------------------------------------------------------------------------------------- walk

@@ -22,13 +22,13 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from convert.storage import is_remote, redact
 
 from . import task as unit
-from .confine import summarize
+from .sandbox.confine import summarize
 
 
 def runner(scheduler: str | None, *, jobs: int, timeout: float, memory: int | None):
     if scheduler:
         return DaskRunner(scheduler, timeout=timeout, memory=memory)
-    from .limits import default_memory
+    from .sandbox.limits import default_memory
 
     return LocalRunner(jobs=jobs, timeout=timeout, memory=memory or default_memory(jobs))
 
@@ -66,7 +66,7 @@ class LocalRunner:
 
             work = StaticScan(jobs=self.jobs, timeout=self.timeout)
         else:
-            from .pool import Pool
+            from .sandbox.pool import Pool
 
             work = Pool(jobs=min(self.jobs, len(tasks)), timeout=self.timeout, memory=self.memory)
         with work as pool:
@@ -79,7 +79,7 @@ class LocalRunner:
 
     def _around(self, tasks):
         """Helper threads run ``task.run_artifact``; whatever needs a confined process goes to one pool."""
-        from .service import PoolService
+        from .sandbox.service import PoolService
 
         needs_pool = sum(not (is_remote(t["path"]) and t.get("static")) for t in tasks)
         service = PoolService(min(self.jobs, needs_pool), self.timeout, self.memory) if needs_pool else None

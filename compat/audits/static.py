@@ -403,7 +403,7 @@ def _child(parent: int, task_fd: int, result_fd: int) -> None:
         # new stdio objects: a thread of the parent may have held the old ones' locks when it forked
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- lives as long as the process
         sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
-        from .confine import die_with_parent
+        from .sandbox.confine import die_with_parent
 
         die_with_parent(parent)
         os.write(result_fd, b"[-1, {}]\n")  # ready

@@ -159,8 +159,8 @@ _lock = threading.Lock()
 def _service(timeout: float, memory: int | None):
     from distributed import get_worker
 
-    from .limits import default_memory
-    from .service import PoolService
+    from .sandbox.limits import default_memory
+    from .sandbox.service import PoolService
 
     with _lock:
         service = _services.get((timeout, memory))

@@ -349,7 +349,7 @@ def to_html(report: AuditReport) -> str:
 
 def _confinement_html(confinement: dict) -> str:
     """Which confinement layers held for the files' processes: each with how, or why not."""
-    from ..confine import LAYERS
+    from ..sandbox.confine import LAYERS
 
     held = sum(bool(c.get("in_force")) for c in confinement.values())
     items = []

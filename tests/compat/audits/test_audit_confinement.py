@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from compat.audits import audit
-from compat.audits.confine import LAYERS, process_limit
+from compat.audits.sandbox.confine import LAYERS, process_limit
 from process_watch import Watch
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -441,7 +441,7 @@ def test_folders_left_by_a_dead_audit_are_swept(tmp_path, monkeypatch):
     audit; one whose owner still runs is left alone."""
     import tempfile
 
-    from compat.audits.proctree import PREFIX
+    from compat.audits.sandbox.proctree import PREFIX
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()

@@ -1,7 +1,7 @@
 """The audit's supervisor: a fresh confined process per file, with a timeout and a memory cap on the
 whole tree of processes it starts.
 
-``jobs`` worker slots (``compat.audits.worker``, see there) confine themselves and fork one
+``jobs`` worker slots (``compat.audits.sandbox.worker``, see there) confine themselves and fork one
 child per file; the slot keeps the frameworks it imported, the child is thrown away with everything the
 file's code did to it. Before a child reads its file the supervisor puts it into a cgroup of its own
 (``proctree``: memory limit, pids limit, accounting and one-write kill for every process it starts,
@@ -164,8 +164,8 @@ class _Slot:
         self.ctl = ours
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", proctree.launcher("compat.audits.worker", "main"), str(os.getpid()),
-                 str(theirs.fileno())],
+                [sys.executable, "-c", proctree.launcher("compat.audits.sandbox.worker", "main"), str(os.getpid()),
+                 str(theirs.fileno()), pool.program],
                 stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, pass_fds=(theirs.fileno(),),
                 cwd=self.home, env=pool.environment(self.home), start_new_session=True)
         finally:
@@ -250,7 +250,8 @@ class Pool:
     """``with Pool(jobs, timeout, memory) as pool: for task, result in pool.run(tasks): ...``;
     ``pool.confinement()`` says which layers were in force."""
 
-    def __init__(self, jobs: int, timeout: float, memory: int):
+    def __init__(self, jobs: int, timeout: float, memory: int, program: str = "compat.audits.steps"):
+        self.program = program  # the module each slot runs (``worker.PROGRAM``), named, not imported, here
         self.jobs = max(1, jobs)
         self.timeout = timeout
         self.memory = memory

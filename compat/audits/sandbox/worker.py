@@ -22,6 +22,7 @@ write to (non-dumpable, ptrace denied, Landlock).
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import signal
@@ -29,6 +30,10 @@ import socket
 import sys
 import traceback
 from pathlib import Path
+
+
+PROGRAM = "compat.audits.steps"  # the module whose warm_static, warm_framework and run_task a slot runs
+steps = None  # that module, once imported in main()
 
 
 def _send(ctl: socket.socket, message: dict) -> None:
@@ -47,6 +52,7 @@ def _stdio() -> None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     supervisor, ctl_fd = int(argv[0]), int(argv[1])
+    program = argv[2] if len(argv) > 2 else PROGRAM
     ctl = socket.socket(fileno=ctl_fd)
     from . import confine
 
@@ -56,8 +62,8 @@ def main(argv=None) -> int:
     _stdio()
     import convert  # noqa: F401 -- every child needs it: import once, here
 
-    from . import steps
-
+    global steps
+    steps = importlib.import_module(program)  # what each child runs, named by the pool: this room imports no job
     steps.warm_static(Path.cwd())
     try:
         import landlock  # noqa: F401 -- every child confines itself with it
@@ -147,9 +153,7 @@ def _artifact(ctl: socket.socket, fds: list[int], alone: bool) -> None:
             out.flush()
 
         send({"stage": "confined", "mechanisms": [m.to_dict() for m in mechanisms]})
-        from .steps import run_task
-
-        run_task(task, send)
+        steps.run_task(task, send)
     except BaseException:  # noqa: BLE001 -- a payload's SystemExit too: say what ended it, on stderr
         traceback.print_exc()
         code = 70

@@ -352,7 +352,7 @@ def start_reaper(workdir: Path, cgroups: list[str]):
     import subprocess
 
     read, write = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-c", launcher("compat.audits.proctree", "reap"), str(workdir), *cgroups],
+    proc = subprocess.Popen([sys.executable, "-c", launcher("compat.audits.sandbox.proctree", "reap"), str(workdir), *cgroups],
                             stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, cwd="/", env=_reaper_env())
     os.close(read)
