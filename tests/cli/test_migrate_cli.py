@@ -134,7 +134,7 @@ def test_nothing_is_written_when_the_model_disagrees_with_its_original(tmp_path,
     otherwise) must not end as a clean file in a safe format."""
     import numpy as np
 
-    from convert.adapters.sklearn import reference
+    from convert.adapters.sklearn.rescue import reference
     from legacy_corpus import manifest
 
     row = next(r for r in manifest() if r["local_file"] == "0101011_salary-prediction-scikitlearn-flask/model.pkl")

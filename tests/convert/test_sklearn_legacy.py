@@ -23,7 +23,8 @@ from canary import Call
 
 import convert
 from convert import adapters
-from convert.adapters.sklearn import fitted, migrate, unpickle
+from convert.adapters.sklearn import fitted, unpickle
+from convert.adapters.sklearn.rescue import migrate
 from convert.adapters.sklearn.adapter import estimators_in
 from convert.errors import BadInputError, MissingCodeError, UnsafeArtifactError
 from convert.scan import policy
@@ -121,7 +122,7 @@ def test_each_failure_class_shows_as_the_change_that_fixed_it(row, corpus_loads)
 @pytest.mark.parametrize("row", params())
 def test_every_corpus_model_computes_what_its_fitted_arrays_say(row, corpus_loads):
     """The migrated model (today's scikit-learn methods over brought-forward state) against the formulas of the
-    releases that wrote these files, applied to the fitted arrays (convert.adapters.sklearn.reference)."""
+    releases that wrote these files, applied to the fitted arrays (convert.adapters.sklearn.rescue.reference)."""
     from compat.checks.inputs import synthesize
 
     artifact, obj, migration, loaded = _load(row, corpus_loads)

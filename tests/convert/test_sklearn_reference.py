@@ -1,4 +1,4 @@
-"""The independent evaluators (convert.adapters.sklearn.reference) against scikit-learn itself, on models fitted
+"""The independent evaluators (convert.adapters.sklearn.rescue.reference) against scikit-learn itself, on models fitted
 here with real library calls: each evaluator that claims to be exact must reproduce every method it offers, and an
 estimator it does not know gets no evaluator (the caller then says "not verified")."""
 
@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from convert.adapters.sklearn import reference
+from convert.adapters.sklearn.rescue import reference
 
 
 def _data(kind: str, seed: int = 0):

@@ -80,7 +80,7 @@ class SklearnAdapter:
 
     def save_safe(self, loaded: Loaded, path, to: str = "skops") -> dict:
         """Write the loaded (possibly migrated) model in a format that holds no code; what was written."""
-        from . import safe
+        from .rescue import safe
 
         safe.save_skops(loaded.model, path)
         return {"format": "skops", "types": safe.trusted_types(path)}
@@ -89,7 +89,7 @@ class SklearnAdapter:
         """``loaded`` with its model read back from a file ``save_safe`` wrote (trusting only allowlisted types)."""
         from dataclasses import replace
 
-        from . import safe
+        from .rescue import safe
 
         model = safe.load_skops(path)
         return replace(loaded, model=model, runner=_NativeRunner(model, loaded.signature, loaded.runner.outputs))
@@ -98,7 +98,7 @@ class SklearnAdapter:
         """(runner, how): the loaded model evaluated from its fitted arrays alone (``reference``), outputs named as
         ``loaded.run`` names them; None where no exact evaluation exists. The evidence that a migrated model
         computes what the release that saved it did, when that release no longer installs."""
-        from . import reference
+        from .rescue import reference
 
         evaluation = reference.evaluator(loaded.model)
         runner = loaded.runner
@@ -205,7 +205,7 @@ def _unpickle(artifact: Artifact, trust: bool, notes: list[str]):
     import sklearn
 
     from . import unpickle  # imported before the try: an ImportError below is the pickle's, not ours
-    from .migrate import Migration
+    from .rescue.changes import Migration
 
     installed = sklearn.__version__
     saved = artifact.saved_with.get("sklearn")

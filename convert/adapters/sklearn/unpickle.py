@@ -73,7 +73,7 @@ def _load_joblib(path: Path, trust: bool):
 def load_migrating(artifact: Artifact, trust: bool = False):
     """(object, Migration): a file written by another scikit-learn release, through the same gate, read by the
     migrating unpickler (restricted to the same allowlist; see ``migrate``)."""
-    from . import migrate
+    from .rescue import migrate
 
     gate(artifact, trust)
     return migrate.load(artifact, trust)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...atomic import write_atomic
-from ...errors import EnvironmentProblem, UnsafeArtifactError
-from ...scan.policy import is_allowed
+from ....atomic import write_atomic
+from ....errors import EnvironmentProblem, UnsafeArtifactError
+from ....scan.policy import is_allowed
 
 
 def _skops_io():
@@ -35,7 +35,7 @@ def save_skops(model, path: str | Path) -> Path:
 def _plain_indices(model) -> None:
     import numpy as np
 
-    from .migrate import walk
+    from .changes import walk
 
     for _, obj in walk(model):
         vocabulary = getattr(obj, "vocabulary_", None) if hasattr(obj, "get_params") else None

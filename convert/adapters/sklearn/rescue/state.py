@@ -7,7 +7,7 @@ rule for ``BaseLibSVM`` covers SVC, NuSVC, SVR, ...):
 - ``LAYOUTS``: extension types whose pickled state changed shape (tree node arrays gained a field in 1.3, binary
   trees a sample-weight slot in 1.0), rewritten as the unpickler rebuilds them;
 - after loading, ``repair`` brings each estimator forward: renamed attributes and old parameter values (data, in
-  ``legacy_state.json``, each with the release that changed it), parameters added since (their value that
+  ``state.json``, each with the release that changed it), parameters added since (their value that
   reproduces the old behaviour), and ``FILLS``: values today's release computes at fit time, derived from the
   fitted arrays, or objects it builds differently, rebuilt from the estimator's own parameters.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_PATH = Path(__file__).with_name("legacy_state.json")
+DATA_PATH = Path(__file__).with_name("state.json")
 
 
 @lru_cache(maxsize=1)
@@ -166,7 +166,7 @@ LAYOUTS = {"sklearn.tree._tree.Tree": _tree_state,
 def repair(obj, migration, saved: str | None = None) -> None:
     """Bring every scikit-learn estimator in ``obj`` forward (in place), recording each change; ``saved`` is the
     release that wrote the file (``Artifact.saved_with``), for what its state alone does not say."""
-    from .migrate import walk
+    from .changes import walk
 
     for _, est in list(walk(obj)):
         if hasattr(est, "get_params") and hasattr(est, "__dict__"):
@@ -189,7 +189,7 @@ def normalize_class_counts(obj, saved: str | None, migration) -> None:
     computed, and the migration says so; the file is untouched."""
     import sklearn
 
-    from .migrate import walk
+    from .changes import walk
 
     before, now = _release(saved), _release(sklearn.__version__)
     if before is None or now is None or not (before < (1, 4) <= now):
@@ -319,7 +319,7 @@ def _rebuild_loss(est, state, migration, attrs) -> None:
     for attr in attrs:
         state.pop(attr, None)
     state["_loss"] = loss
-    from .migrate import Missing
+    from .changes import Missing
 
     if isinstance(old, Missing):
         was = f"{old.qualname()}, which no longer exists,"
@@ -333,7 +333,7 @@ def _rebuild_loss(est, state, migration, attrs) -> None:
 
 def _loss_works(loss) -> bool:
     """A loss object whose Cython half (``closs``) unpickled: not a Missing record."""
-    from .migrate import Missing
+    from .changes import Missing
 
     closs = getattr(loss, "closs", None)
     return closs is not None and not isinstance(closs, Missing)
