@@ -382,9 +382,9 @@ def private_folder(prefix: str = "modelport-fetch-") -> Path:
 _swept: set = set()
 
 
-def sweep(prefix: str) -> None:
-    """Once per process: remove the temporary folders of ``prefix`` whose process is gone."""
-    if prefix in _swept:
+def sweep(prefix: str, again: bool = False) -> None:
+    """Once per process (or ``again``): remove the temporary folders of ``prefix`` whose process is gone."""
+    if prefix in _swept and not again:
         return
     _swept.add(prefix)
     for folder in Path(tempfile.gettempdir()).glob(prefix + "*"):

@@ -53,6 +53,21 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _egg_info_version(path: str) -> str | None:
+    """The ``Version:`` header of an ``.egg-info`` folder's PKG-INFO (or of an ``.egg-info`` file)."""
+    target = os.path.join(path, "PKG-INFO") if os.path.isdir(path) else path
+    try:
+        with open(target, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Version:"):
+                    return line.split(":", 1)[1].strip() or None
+                if not line.strip():
+                    break
+    except OSError:
+        pass
+    return None
+
+
 @lru_cache(maxsize=1)
 def _dist_info_index() -> tuple[dict, bool]:
     """({normalized name: version} from the ``NAME-VERSION.dist-info`` folders on sys.path, the first one winning
@@ -75,7 +90,13 @@ def _dist_info_index() -> tuple[dict, bool]:
                     index.setdefault(_normalized(dist), version)
                 else:
                     complete = False
-            elif n.endswith((".egg-info", ".egg")):
+            elif n.endswith(".egg-info"):  # setuptools' metadata (a checkout's build leaves one): read its Version line
+                found = _egg_info_version(os.path.join(entry or ".", n))
+                if found:
+                    index.setdefault(_normalized(n[:-len(".egg-info")].partition("-")[0]), found)
+                else:
+                    complete = False
+            elif n.endswith(".egg"):
                 complete = False
     return index, complete
 

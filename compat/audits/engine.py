@@ -227,7 +227,7 @@ def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None 
         options["scheduler"] = _shown(scheduler)
     store = _open_cache(cache)
     with Journal(journal, roots, options) as log, runner(scheduler, jobs=jobs, timeout=timeout,
-                                                         memory=memory) as work:
+                                                         memory=memory, judging=store is not None) as work:
         for s in skipped:
             log.add(s)
 
@@ -274,6 +274,10 @@ def audit(paths, *, static: bool = False, trust: bool = False, jobs: int | None 
         log.end(report)
     if store is not None:
         store.close()
+    if any(is_remote(t["path"]) for t in tasks):  # copies a killed run's workers left, once they are surely gone
+        from convert.storage import sweep
+
+        sweep("modelport-fetch-", again=True)
     return report
 
 

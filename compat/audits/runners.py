@@ -17,27 +17,26 @@
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
 from convert.storage import is_remote, redact
 
 from . import task as unit
-from .sandbox.confine import summarize
 
 
-def runner(scheduler: str | None, *, jobs: int, timeout: float, memory: int | None):
+def runner(scheduler: str | None, *, jobs: int, timeout: float, memory: int | None, judging: bool = True):
+    """``judging``: give each local result the versions that judged it (``judged_by``), which the result cache
+    keeps; without a cache nobody reads them, and computing them costs a digest of modelport's own source."""
     if scheduler:
         return DaskRunner(scheduler, timeout=timeout, memory=memory)
     from .sandbox.limits import default_memory
 
-    return LocalRunner(jobs=jobs, timeout=timeout, memory=memory or default_memory(jobs))
+    return LocalRunner(jobs=jobs, timeout=timeout, memory=memory or default_memory(jobs), judging=judging)
 
 
 class LocalRunner:
     kind = "local"
 
-    def __init__(self, jobs: int, timeout: float, memory: int):
-        self.jobs, self.timeout, self.memory = jobs, timeout, memory
+    def __init__(self, jobs: int, timeout: float, memory: int, judging: bool = True):
+        self.jobs, self.timeout, self.memory, self.judging = jobs, timeout, memory, judging
         self._stats: dict = {"processes": 0, "lost": 0, "slots": 0}
         self._mechanisms: list = []
         self._in_process = 0
@@ -59,8 +58,6 @@ class LocalRunner:
     def _pool(self, tasks, static: bool = False):
         """Local files: a static pass runs no file's code, so it is scanned here or in processes forked from
         here (``static.StaticScan``); anything loaded goes to the confined pool."""
-        from ..scale.cache import versions
-
         if static:
             from .static import StaticScan
 
@@ -72,13 +69,18 @@ class LocalRunner:
         with work as pool:
             try:
                 for task, result in pool.run(tasks):
-                    result["judged_by"] = versions(unit.judges(result, bool(task.get("static"))))
+                    if self.judging:
+                        from ..scale.cache import versions
+
+                        result["judged_by"] = versions(unit.judges(result, bool(task.get("static"))))
                     yield task, result
             finally:
                 self._add(pool.stats(), getattr(pool, "mechanisms", ()))
 
     def _around(self, tasks):
         """Helper threads run ``task.run_artifact``; whatever needs a confined process goes to one pool."""
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
         from .sandbox.service import PoolService
 
         needs_pool = sum(not (is_remote(t["path"]) and t.get("static")) for t in tasks)
@@ -127,7 +129,11 @@ class LocalRunner:
         return out
 
     def confinement(self) -> dict:
-        return summarize(self._mechanisms) if self._mechanisms else {}
+        if not self._mechanisms:
+            return {}
+        from .sandbox.confine import summarize
+
+        return summarize(self._mechanisms)
 
     def describe(self) -> str:
         return "local"
@@ -189,6 +195,8 @@ class DaskRunner:
         return out
 
     def confinement(self) -> dict:
+        from .sandbox.confine import summarize
+
         mechanisms = self._collect()["mechanisms"]
         return summarize(mechanisms) if mechanisms else {}
 

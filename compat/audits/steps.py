@@ -20,7 +20,26 @@ from pathlib import Path
 from convert import formats
 from convert.versions import installed
 
-from .diagnose import classify, disagreement, refusal
+
+
+# the diagnosis (and the adapters' knowledge it draws on) is imported when a file needs one, not by a static pass
+def classify(exc, artifact=None):
+    from .diagnose import classify as diagnose
+
+    return diagnose(exc, artifact)
+
+
+def refusal(artifact):
+    from .diagnose import refusal as diagnose
+
+    return diagnose(artifact)
+
+
+def disagreement(artifact):
+    from .diagnose import disagreement as diagnose
+
+    return diagnose(artifact)
+
 
 MAX_FINDINGS = 100
 CHECK_ROWS = 1000

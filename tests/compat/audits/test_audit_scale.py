@@ -213,11 +213,12 @@ def test_a_killed_client_runs_again_with_every_artifact_once_most_from_the_cache
         while time.monotonic() < deadline and proc.poll() is None:
             lines = journal.read_text().splitlines() if journal.exists() else []
             finished = [json.loads(line) for line in lines[1:] if line.endswith("}")]
-            if len(finished) >= 5:
+            keepable = {(f.get("artifact") or f.get("skipped") or {}).get("path") for f in finished} - {"crash.pkl", None}
+            if len(keepable) >= len(expected) // 2 + 1:  # most rows done, not counting one the cache never keeps
                 break
             time.sleep(0.1)
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert len(finished) >= 5 and marked(marker)  # the client and its Dask workers, running
+        assert len(keepable) >= len(expected) // 2 + 1 and marked(marker)  # the client and its Dask workers, running
         proc.kill()
         proc.wait()
     finally:
