@@ -21,7 +21,8 @@ from legacy_corpus import params, path_of
 
 # skl2onnx writes a OneVsRestClassifier of binary SVCs with the opposite sign (models fitted with 1.9.1 too: the
 # converter's, not the migration's); the migrated model itself agrees with its fitted arrays and goes to skops.
-ONNX_GAPS = {"CatherineLE_Stackoverflow/pipeline.pkl": "skl2onnx: OneVsRestClassifier(SVC) scores come out negated"}
+ONNX_GAPS = {"CatherineLE_Stackoverflow/pipeline.pkl": "skl2onnx: OneVsRestClassifier(SVC) member scores do not match "
+             "decision_function (refused with that cause: causes.py)"}
 
 
 def _members(row) -> list:

@@ -26,6 +26,11 @@ KNOWN_CAUSES = (
     Cause("OneVsRestClassifier", "nan",
           "where every member's probability underflows to 0 (margins of thousands on unscaled features), "
           "scikit-learn returns 0 and skl2onnx's graph divides 0 by 0"),
+    Cause("OneVsRestClassifier", "labels",
+          "when its members are SVCs, the per-member scores skl2onnx writes for them do not match the members' "
+          "decision_function, which scikit-learn's one-vs-rest predict compares (scikit-learn 1.9.1, skl2onnx "
+          "1.20: every label can differ, with or without probability=True); keep this model in scikit-learn, or "
+          "refit it as a multiclass SVC, whose own conversion agrees"),
     Cause("BaseLibSVM", "*",
           "skl2onnx writes an SVM's support vectors, coefficients and kernel parameters as float32 (the "
           "ai.onnx.ml SVM operators have no double attributes), so even the float64 graph computes the kernel "

@@ -146,3 +146,20 @@ def test_a_tfidf_pipeline_converts_and_without_the_fix_the_step_is_named(tfidf_p
     d = result.report.diagnosis
     assert d.step.startswith("step 1 of 2") and "TfidfVectorizer" in d.step
     assert DOCS.index("the the service") in d.rows
+
+
+def test_one_vs_rest_of_svcs_is_refused_with_its_cause(tmp_path):
+    """skl2onnx's graph for a OneVsRestClassifier of SVCs gets the labels wrong: no file is written, and the
+    diagnosis names that converter gap; the multiclass SVC it advises converts and agrees."""
+    from sklearn.datasets import load_iris
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import SVC
+
+    X, y = load_iris(return_X_y=True)
+    out = tmp_path / "ovr.onnx"
+    result = compat.convert(saved(OneVsRestClassifier(SVC()).fit(X, y), tmp_path, "ovr.joblib"), out, rows=300)
+    assert not result.passed and not out.exists()
+    d = result.report.diagnosis
+    assert d.known and "multiclass SVC" in d.cause
+    out = tmp_path / "svc.onnx"
+    assert compat.convert(saved(SVC().fit(X, y), tmp_path, "svc.joblib"), out, rows=300).passed and out.exists()
