@@ -61,7 +61,7 @@ def _py7zr():
     try:
         import py7zr
     except ImportError:
-        raise SevenZipError("a 7-Zip archive, and py7zr is not installed (pip install py7zr)") from None
+        raise SevenZipError("a 7-Zip archive, and py7zr is not installed (pip install 'modelport[scan]')") from None
     return py7zr
 
 

@@ -20,7 +20,7 @@ def _safetensors():
     try:
         import safetensors.torch as st
     except ImportError as exc:
-        raise EnvironmentProblem(f"safetensors is not installed ({exc})", hint="pip install 'modelport[safe]'") from None
+        raise EnvironmentProblem(f"safetensors is not installed ({exc})", hint="pip install 'modelport[torch]'") from None
     return st
 
 

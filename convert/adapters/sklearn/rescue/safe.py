@@ -19,7 +19,7 @@ def _skops_io():
     try:
         import skops.io as sio
     except ImportError as exc:
-        raise EnvironmentProblem(f"skops is not installed ({exc})", hint="pip install 'modelport[safe]'") from None
+        raise EnvironmentProblem(f"skops is not installed ({exc})", hint="pip install 'modelport[sklearn]'") from None
     return sio
 
 
