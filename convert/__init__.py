@@ -13,7 +13,6 @@ does all of the above plus the check and its precision remedies.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .artifact import Artifact
 from .errors import (
@@ -29,6 +28,7 @@ from .findings import Finding, GlobalRef, PickleScan
 
 __version__ = "0.1.0"
 
+TYPE_CHECKING = False  # typing's constant, without importing typing: nothing else on the static path needs it
 if TYPE_CHECKING:  # names of the loading side, for annotations; imported lazily below
     from .adapters.base import Converted, Hints, Loaded
 

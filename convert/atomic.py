@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +119,8 @@ def unwritable(path: str | Path, exc: OSError) -> BadInputError:
 
 def _locked_temp(directory: Path, name: str) -> tuple[int, str]:
     """A new temporary file beside the target, locked for as long as this process holds it open."""
+    import tempfile
+
     while True:
         fd, tmp = tempfile.mkstemp(prefix=f".{name[:_NAME_ROOM]}.", suffix=TEMP_SUFFIX, dir=directory)
         if fcntl is None:

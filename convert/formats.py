@@ -8,8 +8,8 @@ A new format is one row here (plus its sniffer in ``detect`` and, if it holds co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import BadInputError, UnsafeArtifactError
 

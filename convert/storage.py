@@ -23,8 +23,6 @@ import io
 import os
 import posixpath
 import re
-import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,6 +373,8 @@ class _Ranged(io.RawIOBase):
 def private_folder(prefix: str = "modelport-fetch-") -> Path:
     """A new temporary folder only this user can read (mkdtemp makes it 0700), named after this process so
     that copies left by a process killed outright are removed by the next one (``sweep``)."""
+    import tempfile
+
     sweep(prefix)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
 
@@ -386,6 +386,9 @@ def sweep(prefix: str, again: bool = False) -> None:
     """Once per process (or ``again``): remove the temporary folders of ``prefix`` whose process is gone."""
     if prefix in _swept and not again:
         return
+    import shutil
+    import tempfile
+
     _swept.add(prefix)
     for folder in Path(tempfile.gettempdir()).glob(prefix + "*"):
         owner = folder.name[len(prefix):].split("-", 1)[0]
@@ -425,6 +428,8 @@ def local_copy(path):
     if not isinstance(path, RemotePath):
         yield path
         return
+    import shutil
+
     folder = private_folder()
     try:
         local = fetch(path, folder)

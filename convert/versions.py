@@ -169,9 +169,8 @@ TRACKED = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "onnxscri
 
 def environment() -> dict:
     """Python, platform and the installed versions of ``TRACKED`` and modelport, for a report (no imports)."""
-    import platform
-
-    env = {"python": platform.python_version(), "platform": f"{sys.platform}-{platform.machine()}"}
+    machine = os.uname().machine if hasattr(os, "uname") else os.environ.get("PROCESSOR_ARCHITECTURE", "")
+    env = {"python": ".".join(map(str, sys.version_info[:3])), "platform": f"{sys.platform}-{machine}"}
     for dist in (*TRACKED, "modelport"):
         found = _metadata_version(dist)
         if found:

@@ -18,15 +18,13 @@ file, whatever the scanner meets.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from convert.atomic import unwritable
 from convert.detect import is_savedmodel
 from convert.errors import BadInputError
 from convert.storage import as_path, is_remote
@@ -381,11 +379,15 @@ class Journal:
         try:
             self.fh = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115 -- closed in __exit__
         except OSError as exc:
+            from convert.atomic import unwritable
+
             raise unwritable(path, exc) from None
         self._line({"schema": JOURNAL_SCHEMA, "roots": roots, "options": options})
 
     def _line(self, obj: dict) -> None:
         if self.fh is not None:
+            import json
+
             self.fh.write(json.dumps(obj, allow_nan=False, default=str) + "\n")
             self.fh.flush()
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import sys
 import threading
@@ -174,6 +173,7 @@ class StaticScan:
     # ------------------------------------------------------------------------------------------ forked
 
     def _forked(self, tasks: list[dict], jobs: int):
+        selectors = _events()
         pending = deque(range(len(tasks)))
         sel = selectors.DefaultSelector()
         workers = self._workers
@@ -251,8 +251,14 @@ class StaticScan:
             return None
         self.forked += 1
         self._workers.append(worker)
-        sel.register(worker.results, selectors.EVENT_READ, (worker, "in"))
+        sel.register(worker.results, _events().EVENT_READ, (worker, "in"))
         return worker
+
+
+def _events():
+    import selectors  # imported when forking: an inline scan (one file, jobs=1) has no use for it
+
+    return selectors
 
 
 class _Worker:
@@ -315,7 +321,7 @@ class _Worker:
         wants = bool(self.outbox) and self.alive
         if wants != self.writing:
             if wants:
-                sel.register(self.tasks, selectors.EVENT_WRITE, (self, "out"))
+                sel.register(self.tasks, _events().EVENT_WRITE, (self, "out"))
             else:
                 sel.unregister(self.tasks)
             self.writing = wants

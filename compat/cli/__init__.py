@@ -57,21 +57,30 @@ exit codes: 0 pass, 1 check failed or unsafe artifact, 2 bad input or usage, 3 u
 COMMANDS = ("inspect", "convert", "check", "record", "verify", "matrix", "bench", "audit", "migrate")
 
 
-def build_parser() -> Parser:
+def build_parser(only: str | None = None) -> Parser:
+    """The whole command line, or with ``only`` just that subcommand's parser: a run of one command need not
+    build (and import the modules of) the eight others; ``modelport --help`` builds them all."""
     from ..console import version
 
     parser = Parser(prog="modelport", description=DESCRIPTION, epilog=EPILOG, formatter_class=Formatter)
     parser.add_argument("--version", action="version", version=f"modelport {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMANDS:
+    for name in (only,) if only in COMMANDS else COMMANDS:
         importlib.import_module(f".{name}", __name__).add_parser(sub, Formatter)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` starts with, if it starts with one (``--help``, ``--version`` or a misspelled
+    command need the whole parser)."""
+    return argv[0] if argv and argv[0] in COMMANDS else None
 
 
 def main(argv: list[str] | None = None) -> int:
     from convert.errors import ModelportError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -156,6 +156,23 @@ def _check_outputs(args) -> list[tuple[str, str]]:
     return wanted
 
 
+def _print_quiet(report) -> None:
+    """The summary and the verdict line. Plain text where nobody watches (CI logs, pipes: the common case for
+    --quiet, and rich costs a scan of one file more than the scan); the verdict in colour on a terminal."""
+    from ..audits.render.rows import summary_lines, verdict
+
+    code, last = verdict(report)
+    sys.stdout.write("".join(f"{line}\n" for line in summary_lines(report)))
+    if sys.stdout.isatty():
+        from rich.text import Text
+
+        from ..console import console
+
+        console().print(Text(last, style="bold red" if code else "bold green"))
+    else:
+        sys.stdout.write(f"{last}\n")
+
+
 def journal_path(json_path) -> Path:
     """Where the rows go as they finish: ``audit.json`` -> ``audit.jsonl``, ``report`` -> ``report.jsonl``."""
     p = Path(json_path)
@@ -163,20 +180,15 @@ def journal_path(json_path) -> Path:
 
 
 def run(args) -> int:
-    from rich.text import Text
-
     from ..audits import DEFAULT_TIMEOUT, audit
     from ..audits.render import write
-    from ..audits.render.rows import summary_lines, verdict
-    from ..audits.render.text import progress_bar, render_text
-    from ..console import console
+    from ..audits.render.text import progress_bar
 
     wanted = _check_outputs(args)
     if args.scheduler:
         from ..scale.cluster import parse
 
         parse(args.scheduler)  # a malformed address is bad input before any work
-    out = console()
     with progress_bar(enabled=False if args.quiet else None) as progress:
         report = audit(args.paths, static=args.static, trust=args.trust, jobs=args.jobs,
                        timeout=args.timeout or DEFAULT_TIMEOUT,
@@ -184,16 +196,16 @@ def run(args) -> int:
                        journal=journal_path(args.json) if args.json else None, scheduler=args.scheduler,
                        cache=common.cache_dir(args))
     if args.quiet:
-        for line in summary_lines(report):
-            out.print(line, markup=False, highlight=False)
-        code, line = verdict(report)
-        out.print(Text(line, style="bold red" if code else "bold green"))
+        _print_quiet(report)
     else:
-        render_text(report, out, every_row=args.every_row)
+        from ..audits.render.text import render_text
+        from ..console import console
+
+        render_text(report, console(), every_row=args.every_row)
     for kind, path in wanted:
         written = write(report, kind, path)
         if not args.quiet:
-            out.print(f"wrote {written}", markup=False, highlight=False)
+            sys.stdout.write(f"wrote {written}\n")
     sys.stdout.flush()
     if report.found_nothing:
         sys.stderr.write(f"modelport: no model files under {', '.join(map(str, args.paths))} (check the path; "

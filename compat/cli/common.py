@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,9 +31,18 @@ class Formatter(argparse.HelpFormatter):
 
 
 def terminal_width() -> int:
-    import shutil
+    """$COLUMNS, else the terminal's width, else 100 (what shutil.get_terminal_size does, without importing
+    shutil and its compressors: argparse builds a formatter for every option it is given)."""
+    import os
 
-    return shutil.get_terminal_size((100, 24)).columns
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 100
+    except (AttributeError, ValueError, OSError):
+        return 100
 
 
 class Parser(argparse.ArgumentParser):
@@ -123,6 +131,8 @@ def model_args(text: str | None) -> dict | None:
 
     if text is None:
         return None
+    import json
+
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -245,6 +255,8 @@ def write_error_report(path: str | None, native: str, onnx: str | None, exit_cod
     """A check report (same schema) for a run that ended before any output was compared."""
     if not path:
         return
+    import json
+
     from ..checks.report import Report
 
     data = Report(verdict="error", native=str(native), onnx=onnx).to_dict()
@@ -257,6 +269,8 @@ def write_unchecked_report(path: str | None, native: str, onnx: str, attempts) -
     """The report of ``convert --no-check``: what was written, and that nothing was compared."""
     if not path:
         return
+    import json
+
     from ..checks.report import Report
 
     data = Report(verdict="unchecked", native=str(native), onnx=onnx, remedies=list(attempts)).to_dict()
