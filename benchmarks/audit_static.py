@@ -7,7 +7,11 @@ numpy array blocks, where only a reader that goes to the end of the file finds t
 
 Each peer is timed alternately with modelport (A B A B ...: the ratio is taken pair by pair, so a machine whose
 speed drifts during the run does not tilt it). Target: at least picklescan's speed on both, with every file
-read to its end: every payload reported unsafe, nothing else unsafe, no file left unknown."""
+read to its end: every payload reported unsafe, nothing else unsafe, no file left unknown.
+
+picklescan stops at the first byte it cannot read as an opcode (a joblib array block, a compressed stream) and
+says so; modelport reads on. So picklescan is also timed on equal terms: under modelport's own interpreter (the
+same start-up), on a one-file pickle it parses to its end, and on the part of the folder it parses to its end."""
 
 from __future__ import annotations
 
@@ -180,10 +184,30 @@ def read_to_the_end(report, payloads: dict) -> tuple[bool, str]:
     return held, line + ("" if held else f"; missed {missed[:3]}, extra {extra[:3]}, unknown {unknown[:3]}")
 
 
+def same_interpreter(package: str) -> str | None:
+    """A folder holding only ``package`` (a link into the peers' venv), for running that peer under modelport's
+    own interpreter: the same start-up (site, .pth files) for both sides. picklescan imports only the standard
+    library, so this is the same program; its own venv (fewer .pth files) starts about 9 ms sooner."""
+    found = sorted((PEERS / "lib").glob(f"python*/site-packages/{package}"))
+    if not found:
+        return None
+    folder = DATA / f"only-{package}"
+    folder.mkdir(exist_ok=True)
+    link = folder / package
+    if not link.exists():
+        link.symlink_to(found[0], target_is_directory=True)
+    return str(folder)
+
+
 def peers(target) -> list[tuple[str, list[str], object]]:
     found = []
     if tool("picklescan"):
         found.append(("picklescan", [tool("picklescan"), "-p", str(target)], _picklescan))
+        alone = same_interpreter("picklescan")
+        if alone:
+            run = f"import sys; sys.path.insert(0, {alone!r}); from picklescan.cli import main; sys.exit(main())"
+            found.append(("picklescan, under modelport's interpreter", [PY, "-c", run, "-p", str(target)],
+                          _picklescan))
     if tool("modelscan"):
         found.append(("modelscan", [tool("modelscan"), "-p", str(target)], _modelscan))
     if tool("python") and tool("fickling"):
@@ -214,8 +238,18 @@ def main() -> list[str]:
     for name, cmd, _ in peers(one):
         a, b, ratio, _ = paired(ours(one, None, report), cmd)
         lines.append(f"| {name} | {b * 1e3:.0f} ms | {a * 1e3:.0f} ms | {1 / ratio:.2f}× |")
+    whole = read_whole(one)
+    if whole is not None:  # picklescan stops at the first joblib array block of the file above
+        a, b, ratio, _ = paired(ours(whole, None, report), [tool("picklescan"), "-p", str(whole)])
+        lines.append(f"| picklescan, on a file it parses to its end ({whole.name}, {whole.stat().st_size / 1e3:.0f} "
+                     f"KB, a model pickled with pickle) | {b * 1e3:.0f} ms | {a * 1e3:.0f} ms | {1 / ratio:.2f}× |")
     base = paired([PY, "-c", "import pickletools"], [PY, "-c", "pass"], repeats=3)
-    lines += ["", f"(`python -c 'import pickletools'` alone: {base[0] * 1e3:.0f} ms in this venv.)", ""]
+    note = f"`python -c 'import pickletools'` alone: {base[0] * 1e3:.0f} ms in modelport's venv"
+    if tool("python"):
+        theirs = paired([tool("python"), "-c", "pass"], [PY, "-c", "pass"], repeats=5)
+        note += (f"; `python -c pass`: {theirs[1] * 1e3:.0f} ms in modelport's venv (its editable install's "
+                 f".pth imports pathlib at start-up), {theirs[0] * 1e3:.0f} ms in the peers' venv")
+    lines += ["", f"({note}.)", ""]
     # the folder, 1 and 2 jobs against every peer
     held, proof = True, ""
     rows = []
@@ -235,9 +269,61 @@ def main() -> list[str]:
         lines += ["", f"1 vs 2 jobs (against the same peer runs): {one_two[0][2]:.2f} s vs {one_two[1][2]:.2f} s, "
                   f"{one_two[0][2] / one_two[1][2]:.2f}× (2 jobs fork two scanning processes from the audit's own)."]
     lines += ["", f"modelport: {proof}. Every file read to its end: {'yes' if held else 'NO'}."]
+    lines += same_work()
     if not rows:
         lines += ["", "No peer scanner found in benchmarks/.data/peers: `make bench` installs picklescan, modelscan, "
                   "fickling there."]
+    return lines
+
+
+def _unparsed(output: str) -> set[str]:
+    """The files picklescan names as ones it could not parse to their end (it stops at the first byte it cannot
+    read as an opcode: a joblib array block, a compressed stream)."""
+    failed = set()
+    for error, warning in re.findall(r"^(?:ERROR: parsing pickle in (.+?): |WARNING: could not parse (.+?) as pickle: )",
+                                     output, re.M):
+        failed.add((error or warning).split(":", 1)[0])  # an archive member is named PATH:MEMBER
+    return failed
+
+
+def read_whole(near) -> object | None:
+    """The model pickle closest in size to ``near`` that picklescan parses to its end, or None."""
+    if not tool("picklescan"):
+        return None
+    size = near.stat().st_size
+    for path in sorted(FOLDER.rglob("model_*.pkl"), key=lambda p: abs(p.stat().st_size - size))[:20]:
+        run = run_once([tool("picklescan"), "-p", str(path)])
+        if not _unparsed(run.output) and "Scanned files: 1" in run.output:
+            return path
+    return None
+
+
+def same_work() -> list[str]:
+    """The folder again, restricted to the files picklescan parses to their end (it stops at the first byte it
+    cannot parse: joblib's array blocks), so that both tools do the same work: hard links in a folder of their
+    own, both timed on it, 1 and 2 jobs."""
+    run = run_once([tool("picklescan"), "-p", str(FOLDER)]) if tool("picklescan") else None
+    if run is None:
+        return []
+    failed = _unparsed(run.output)
+    parsed = DATA / "audit-corpus-parsed"
+    shutil.rmtree(parsed, ignore_errors=True)
+    kept = 0
+    for path in FOLDER.rglob("*"):
+        if path.is_file() and str(path) not in failed and str(path.resolve()) not in failed:
+            link = parsed / path.relative_to(FOLDER)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, link)
+            kept += 1
+    lines = ["", f"**The same work**: the {kept:,} files of the folder that picklescan parses to their end "
+             f"(the {len(failed)} it stops inside left out), both tools on that folder:", "",
+             "| scanner | its time | modelport --jobs | modelport's | speed vs it | what the peer reported |",
+             "|---|---:|---:|---:|---:|---|"]
+    report = DATA / "audit-parsed.json"
+    for jobs in (1, 2):
+        a, b, ratio, peer_run = paired(ours(parsed, jobs, report), [tool("picklescan"), "-p", str(parsed)])
+        lines.append(f"| picklescan | {b:.2f} s | {jobs} | {a:.2f} s | {1 / ratio:.2f}× | "
+                     f"{_picklescan(peer_run.output)} |")
     return lines
 
 
