@@ -11,7 +11,6 @@ import json
 import math
 import re
 import stat
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +18,11 @@ from . import magic
 from .errors import BadInputError
 from .findings import PickleScan
 from .formats import FORMATS, torch_root, zip_format
-from .scan import ZIP_ERRORS
 from .storage import as_path, readable
+
+TYPE_CHECKING = False  # typing's constant, without importing typing
+if TYPE_CHECKING:
+    import zipfile
 
 HEAD = 4096  # bytes every sniffer sees
 PREFIX = 1 << 20  # bytes read when a format has to be confirmed by walking or searching
@@ -149,6 +151,10 @@ def _savedmodel_text_info(pbtxt: Path) -> dict:
 
 
 def _zip(path: Path, head: bytes, size: int) -> Detection:
+    import zipfile  # here, not at the top: a run that meets no archive never pays for it (nor shutil, bz2, lzma)
+
+    from .scan.rawzip import ZIP_ERRORS
+
     try:
         with zipfile.ZipFile(readable(path)) as zf:
             infos = zf.infolist()
@@ -173,6 +179,8 @@ def _read_member(zf: zipfile.ZipFile, name: str, limit: int = JSON_MAX) -> bytes
 
 
 def _json_member(zf: zipfile.ZipFile, name: str):
+    from .scan.rawzip import ZIP_ERRORS
+
     try:
         return json.loads(_read_member(zf, name))
     except ZIP_ERRORS:  # includes ValueError: not JSON
@@ -180,6 +188,8 @@ def _json_member(zf: zipfile.ZipFile, name: str):
 
 
 def _text_member(zf: zipfile.ZipFile, name: str) -> str | None:
+    from .scan.rawzip import ZIP_ERRORS
+
     try:
         return _read_member(zf, name, 256).decode("utf-8", "replace").strip()
     except ZIP_ERRORS:
@@ -298,6 +308,8 @@ def _skops_details(zf: zipfile.ZipFile, names: list[str]) -> dict:
 
 
 def _npz_details(zf: zipfile.ZipFile, names: list[str]) -> dict:
+    from .scan.rawzip import ZIP_ERRORS
+
     arrays, objects = [], []
     for name in names[:1000]:
         try:

@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -138,6 +137,8 @@ class StaticScan:
     # ------------------------------------------------------------------------------------------ inline
 
     def _inline(self, tasks):
+        import threading
+
         alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
         armed = [False]
 

@@ -22,9 +22,8 @@ crashes or hangs kills or outlives only its confined process, and costs its own 
 
 from __future__ import annotations
 
+import _thread
 import os
-import shutil
-import threading
 import time
 
 from convert import formats
@@ -115,6 +114,8 @@ def _fetched(task: dict, confined) -> dict:
         result["fetch_seconds"] = fetched
         return result
     finally:
+        import shutil
+
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -153,7 +154,7 @@ def failed(task: dict, exc: BaseException) -> dict:
 # --------------------------------------------------------------------------------- on a Dask worker
 
 _services: dict = {}
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # threading's Lock, without importing threading on the static path
 
 
 def _service(timeout: float, memory: int | None):

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from .containers import probe, risky_member_names, scan_bytes, scan_crlf_restored, scan_file, scan_stream
 from .policy import RULE, classify_global, is_allowed
-from .rawzip import ZIP_ERRORS
 
-# the scans of Keras files and SavedModels, imported when first asked for: a scan of pickles needs neither
-_LAZY = {"scan_keras": ".keras", "scan_keras_config": ".keras", "scan_savedmodel": ".savedmodel"}
+# imported when first asked for: the scans of Keras files and SavedModels (a scan of pickles needs neither), and
+# the errors a zip archive raises (rawzip imports zipfile, and with it shutil, bz2, lzma)
+_LAZY = {"scan_keras": ".keras", "scan_keras_config": ".keras", "scan_savedmodel": ".savedmodel",
+         "ZIP_ERRORS": ".rawzip"}
 
 
 def __getattr__(name: str):
@@ -29,3 +30,4 @@ def __getattr__(name: str):
 
 __all__ = ["RULE", "ZIP_ERRORS", "classify_global", "is_allowed", "probe", "risky_member_names", "scan_bytes",
            "scan_crlf_restored", "scan_file", "scan_keras", "scan_keras_config", "scan_savedmodel", "scan_stream"]
+

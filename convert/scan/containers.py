@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 from pathlib import Path
 
 from ..findings import Finding, GlobalRef, PickleScan, worst
@@ -17,9 +16,26 @@ from ..magic import TORCH_MAGIC, compression as sniff_compression
 from ..magic import container as container_of_head
 from ..magic import NPY_HEADER_MAX, NPY_MAGIC, descr_has_object, is_proto_pickle, may_start_pickle, parse_npy_header
 from .policy import rules
-from .rawzip import ZIP_ERRORS
 from .source import CRLFRestored, Corrupt, Halt, Source, Truncated, open_compressed
 from .vm import Collector, Machine, broken, qual, scan_streams
+
+TYPE_CHECKING = False  # typing's constant, without importing typing
+if TYPE_CHECKING:
+    import zipfile
+
+
+def _zipfile():
+    """The zipfile module, imported where an archive is opened or a handler must match its errors: it brings
+    shutil, bz2, lzma and threading, a twentieth of a one-file scan of a plain pickle that opens no archive."""
+    import zipfile
+
+    return zipfile
+
+
+def _zip_errors() -> tuple:
+    from .rawzip import ZIP_ERRORS
+
+    return ZIP_ERRORS
 
 ZIP_DEPTH = 3  # archives inside archives followed this deep
 
@@ -131,7 +147,7 @@ def _scan_zip(out: Collector, zf: zipfile.ZipFile, policy: str, prefix: str = ""
         label = f"{prefix} > {name}" if prefix else name
         try:
             odd = rawzip.anomalies(zf, info)
-        except ZIP_ERRORS as exc:
+        except rawzip.ZIP_ERRORS as exc:
             broken(out, f"cannot read archive member header: {exc}", label)
             continue
         for what in odd:
@@ -180,7 +196,7 @@ def _scan_one(out: Collector, opener, size: int, base: str, label: str, policy: 
             _scan_member(out, fh, size, kind, label, depth)
     except Halt as exc:
         out.finding("unknown", f"scan stopped: {exc}", label)
-    except (Corrupt, *ZIP_ERRORS) as exc:
+    except (Corrupt, *_zip_errors()) as exc:
         broken(out, f"cannot read archive member: {exc}", label)
         return
     scanned = out.meta.setdefault("pickle_members", [])
@@ -199,7 +215,7 @@ def _scan_torchscript_code(out: Collector, opener, label: str) -> None:
     except CodeError as exc:
         out.finding("unknown", str(exc), label)
         return
-    except ZIP_ERRORS as exc:
+    except _zip_errors() as exc:
         broken(out, f"cannot read TorchScript code: {exc}", label)
         return
     for call in calls:
@@ -273,8 +289,8 @@ def _scan_nested_zip(out: Collector, fh, size, prefix: str = "", compression=Non
         out.finding("unknown", f"archive nested more than {ZIP_DEPTH} deep was not scanned", prefix)
         return
     try:
-        zf = zipfile.ZipFile(fh)
-    except ZIP_ERRORS as exc:
+        zf = _zipfile().ZipFile(fh)
+    except _zip_errors() as exc:
         raise Corrupt(f"damaged zip archive: {exc}", 0) from None
     with zf:
         names = zf.namelist()
@@ -454,7 +470,7 @@ def _guarded(out: Collector, run) -> None:
         out.finding("unknown", f"scan stopped: {exc}")
     except Corrupt as exc:
         broken(out, str(exc), "")
-    except zipfile.BadZipFile as exc:
+    except _zipfile().BadZipFile as exc:
         broken(out, f"broken zip archive: {exc}", "")
     except OSError as exc:
         broken(out, f"cannot read: {exc.strerror or exc}", "")

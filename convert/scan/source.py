@@ -5,9 +5,6 @@ scan cannot follow faithfully: fail closed)."""
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import zlib
 
 CHUNK = 1 << 20  # bytes read from the file at a time
@@ -266,13 +263,32 @@ def _zfile_open(raw):
     return ZlibReader(raw, b"" if first == b" " else first)
 
 
+# the decompressors are imported by the file that needs one: a scan of plain pickles never does
+def _gzip_open(raw):
+    import gzip
+
+    return gzip.GzipFile(fileobj=raw, mode="rb")
+
+
+def _bz2_open(raw):
+    import bz2
+
+    return bz2.BZ2File(raw, "rb")
+
+
+def _lzma_open(raw, alone: bool = False):
+    import lzma
+
+    return lzma.LZMAFile(raw, "rb", format=lzma.FORMAT_ALONE if alone else lzma.FORMAT_AUTO)
+
+
 # compression name -> opener taking the raw file (magic numbers: convert.magic.COMPRESSION_MAGIC)
 OPENERS = {
     "zlib": ZlibReader,
-    "gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
-    "bz2": lambda raw: bz2.BZ2File(raw, "rb"),
-    "xz": lambda raw: lzma.LZMAFile(raw, "rb"),
-    "lzma": lambda raw: lzma.LZMAFile(raw, "rb", format=lzma.FORMAT_ALONE),
+    "gzip": _gzip_open,
+    "bz2": _bz2_open,
+    "xz": _lzma_open,
+    "lzma": lambda raw: _lzma_open(raw, alone=True),
     "lz4": _lz4_open,
     "zfile": _zfile_open,
 }
