@@ -136,12 +136,13 @@ def add_parser(subparsers, formatter_class) -> argparse.ArgumentParser:
 
 def _check_outputs(args) -> list[tuple[str, str]]:
     """(kind, path) for every report asked for; a missing folder is bad input before any work is done."""
+    wanted = [(kind, getattr(args, kind)) for kind in ("json", "html", "sarif", "junit") if getattr(args, kind)]
+    if not wanted:
+        return wanted
     from convert.atomic import check_writable
     from convert.errors import BadInputError
-
     from convert.storage import is_url
 
-    wanted = [(kind, getattr(args, kind)) for kind in ("json", "html", "sarif", "junit") if getattr(args, kind)]
     for kind, path in wanted:
         if is_url(path):
             raise BadInputError(f"--{kind} is written on this machine (rows are appended as they finish)",
