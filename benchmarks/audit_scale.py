@@ -216,8 +216,8 @@ def main() -> list[str]:
                 f"one worker, {per[2]:.3f} s on two ({speedup:.2f}× the throughput; LocalCluster start-up "
                 f"{startup[1]:.1f} s / {startup[2]:.1f} s, and each worker's one-time framework import, cancel out). "
                 f"S3 vs local files, {FULL_N} artifacts on 2 workers: {full[2, FULL_N] / t_full_local2:.2f}× "
-                f"the time; cached full re-run: {full[2, FULL_N] / t_full_cached:.0f}× faster ({fc.cache.get('hits', 0)} of {FULL_N} "
-                f"reused). Inside its confined process an artifact took {median_inside:.2f} s (median; "
+                f"the time; cached full re-run: {full[2, FULL_N] / t_full_cached:.0f}× faster "
+                f"({fc.cache.get('hits', 0)} of {FULL_N} reused). Inside its confined process an artifact took {median_inside:.2f} s (median; "
                 f"load, convert, check), the rest is fetching, forking, scheduling and reporting.")
     rows.append("")
     rows.append(f"**Cluster size for a one-hour full audit of {TARGET[0]:,} artifacts.** One hour for {TARGET[0]:,} "

@@ -289,8 +289,8 @@ def _unparsed(output: str) -> set[str]:
     """The files picklescan names as ones it could not parse to their end (it stops at the first byte it cannot
     read as an opcode: a joblib array block, a compressed stream)."""
     failed = set()
-    for error, warning in re.findall(r"^(?:ERROR: parsing pickle in (.+?): |WARNING: could not parse (.+?) as pickle: )",
-                                     output, re.M):
+    named = r"^(?:ERROR: parsing pickle in (.+?): |WARNING: could not parse (.+?) as pickle: )"
+    for error, warning in re.findall(named, output, re.M):
         failed.add((error or warning).split(":", 1)[0])  # an archive member is named PATH:MEMBER
     return failed
 

@@ -30,4 +30,3 @@ def __getattr__(name: str):
 
 __all__ = ["RULE", "ZIP_ERRORS", "classify_global", "is_allowed", "probe", "risky_member_names", "scan_bytes",
            "scan_crlf_restored", "scan_file", "scan_keras", "scan_keras_config", "scan_savedmodel", "scan_stream"]
-

@@ -33,9 +33,11 @@ def _zipfile():
 
 
 def _zip_errors() -> tuple:
+    """rawzip.ZIP_ERRORS, for an except clause (evaluated only when an exception is being matched)."""
     from .rawzip import ZIP_ERRORS
 
     return ZIP_ERRORS
+
 
 ZIP_DEPTH = 3  # archives inside archives followed this deep
 
